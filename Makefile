@@ -1,0 +1,52 @@
+# gvisor-bootstrap — see README.md.
+SHELL := /bin/bash
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cli.Version=$(VERSION)
+GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
+CACHE := $(CURDIR)/.cache
+export GVB_TEST_BIN := $(CACHE)/bin
+
+.PHONY: build build-all tools test test-short fuzz bench e2e demo image render clean
+
+build: ## bin/gvisor-bootstrap, static
+	$(GO_BUILD) -o bin/gvisor-bootstrap ./cmd/gvisor-bootstrap
+
+build-all: ## linux/amd64 and linux/arm64
+	GOOS=linux GOARCH=amd64 $(GO_BUILD) -o bin/gvisor-bootstrap-linux-amd64 ./cmd/gvisor-bootstrap
+	GOOS=linux GOARCH=arm64 $(GO_BUILD) -o bin/gvisor-bootstrap-linux-arm64 ./cmd/gvisor-bootstrap
+
+tools: ## build the real runsc, shim, containerd 1.7/2.x and crictl into .cache/bin
+	test/tools/build-binaries.sh
+
+test: build tools ## the whole suite against the real programs
+	go vet ./...
+	go test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz FUZZTIME=20s
+
+test-short: ## unit tests only (no real containerd, packer, cloud-init)
+	GVB_TEST_BIN= go test -short ./...
+
+FUZZTIME ?= 30s
+fuzz: ## bounded fuzzing of the config editor and the tool's config parser
+	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bootstrap/config
+	@for p in $$(grep -rl --include='*_test.go' '^func FuzzEdit' bootstrap | xargs -r -n1 dirname | sort -u); do \
+	  echo "fuzz $$p"; go test -run '^$$' -fuzz '^FuzzEdit$$' -fuzztime $(FUZZTIME) ./$$p || exit 1; done
+
+bench: build tools ## benchmarks; figures go in README.md
+	go test -run '^$$' -bench . -benchmem -count 5 ./...
+	@if [ -x test/bench/run.sh ]; then test/bench/run.sh; fi
+
+e2e: build tools ## boot real nodes in qemu and run gVisor pods
+	test/e2e/run.sh
+
+demo: build tools ## boot one node from customData and run a pod in gVisor
+	test/e2e/run.sh --demo
+
+image: ## build the Azure Compute Gallery image (needs Azure credentials; see packer/README.md)
+	packer/build-azure.sh
+
+render: build ## regenerate the committed manifests/ and cloud-init/ from the defaults
+	test/tools/render-committed.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+)
+
+func write(t *testing.T, body string) fsroot.Root {
+	t.Helper()
+	dir := t.TempDir()
+	p := filepath.Join(dir, DefaultPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fsroot.New(dir)
+}
+
+func TestMissingFileMeansDefaults(t *testing.T) {
+	cfg, err := Load(fsroot.New(t.TempDir()), DefaultPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Release.Version != DefaultRelease || cfg.Containerd.Mode != "inplace" {
+		t.Fatalf("not defaults: %+v", cfg)
+	}
+}
+
+func TestFileOverridesDefaultsAndKeepsTheRest(t *testing.T) {
+	cfg, err := Load(write(t, `
+[release]
+version = "20260727.0"
+timeout = "30s"
+[release.sha512]
+runsc = "`+strings.Repeat("a", 128)+`"
+[boot]
+on_failure = "continue"
+`), DefaultPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Release.Version != "20260727.0" || cfg.Release.Timeout.D() != 30*time.Second || cfg.Boot.OnFailure != "continue" {
+		t.Fatalf("override lost: %+v", cfg)
+	}
+	if cfg.Release.BinDir != "/usr/local/bin" || cfg.Containerd.ConfigPath != "/etc/containerd/config.toml" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestUnknownKeyIsNamed(t *testing.T) {
+	_, err := Load(write(t, "[release]\nversoin = \"x\"\n"), DefaultPath)
+	if err == nil || !strings.Contains(err.Error(), `"release.versoin"`) || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("want error naming release.versoin at line 2, got %v", err)
+	}
+}
+
+func TestInvalidTOMLHasPosition(t *testing.T) {
+	_, err := Load(write(t, "[release]\nversion = \n"), DefaultPath)
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), DefaultPath) {
+		t.Fatalf("want file and line in error, got %v", err)
+	}
+}
+
+func TestValidateRejectsBadValues(t *testing.T) {
+	for body, want := range map[string]string{
+		"[containerd]\nmode = \"sideways\"\n":   "containerd.mode",
+		"[runsc]\nplatform = \"xen\"\n":         "runsc.platform",
+		"[boot]\non_failure = \"maybe\"\n":      "boot.on_failure",
+		"[release.sha512]\nrunsc = \"abc\"\n":   "release.sha512.runsc",
+		"[release]\ntimeout = \"soon\"\n":       "duration",
+		"[release]\narch = \"riscv64\"\n":       "release.arch",
+		"[containerd]\nconfig_path = \"rel\"\n": "absolute",
+	} {
+		_, err := Load(write(t, body), DefaultPath)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want error mentioning %q, got %v", body, want, err)
+		}
+	}
+}
+
+func TestEncodeRoundTrips(t *testing.T) {
+	in := Default()
+	in.Release.Version = "20260727.0"
+	b, err := Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := Default()
+	if err := Decode(b, &out); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if out.Release.Version != "20260727.0" || out.Release.Timeout != in.Release.Timeout {
+		t.Fatalf("round trip lost values:\n%s", b)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("[release]\nversion = \"1\"\n"))
+	f.Add([]byte("[runsc.flags]\ndebug = \"true\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := Default()
+		if err := Decode(data, &cfg); err != nil {
+			return
+		}
+		// Whatever decoded must encode and decode to the same values.
+		b, err := Encode(cfg)
+		if err != nil {
+			t.Fatalf("encode after decode: %v", err)
+		}
+		again := Default()
+		if err := Decode(b, &again); err != nil {
+			t.Fatalf("re-decode: %v\n%s", err, b)
+		}
+	})
+}
