@@ -10,8 +10,9 @@ CACHE="${GVB_CACHE:-$ROOT/.cache}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN" "$CACHE/build"
 
-# Pinned versions. gVisor publishes its Go-buildable tree on the "go" branch.
-GVISOR_REF="${GVISOR_REF:-go}"
+# Pinned versions. gVisor publishes its Go-buildable tree (the "go" branch) as pseudo-versions;
+# the proxy here refuses the branch name itself, so pin the newest one it serves.
+GVISOR_REF="${GVISOR_REF:-v0.0.0-20260905035102-160fafc42237}"
 CONTAINERD2_VERSION="${CONTAINERD2_VERSION:-v2.3.7}"
 CONTAINERD17_VERSION="${CONTAINERD17_VERSION:-v1.7.35}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
