@@ -1,0 +1,47 @@
+package cri
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Fake is an in-memory Runtime for unit tests.
+type Fake struct {
+	mu        sync.Mutex
+	St        Status
+	Err       error // returned by Status while set (CRI not answering)
+	Name, Ver string
+	Sandboxes map[string][]string // handler -> pods
+	Calls     int
+}
+
+func (f *Fake) Status(context.Context) (Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls++
+	if f.Err != nil {
+		return Status{}, f.Err
+	}
+	return f.St, nil
+}
+
+func (f *Fake) Version(context.Context) (string, string, error) {
+	if f.Ver == "" {
+		return "", "", errors.New("fake: no version")
+	}
+	return f.Name, f.Ver, nil
+}
+
+func (f *Fake) SandboxesWithHandler(_ context.Context, h string) ([]string, error) {
+	return f.Sandboxes[h], nil
+}
+
+func (f *Fake) Close() error { return nil }
+
+// Set replaces the status under the lock.
+func (f *Fake) Set(st Status, err error) {
+	f.mu.Lock()
+	f.St, f.Err = st, err
+	f.mu.Unlock()
+}

@@ -1,0 +1,103 @@
+// Package systemd is the seam between the reconcile and the node's service manager:
+// a small Manager interface, its D-Bus implementation (go-systemd) and a fake for
+// unit tests.
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	sdbus "github.com/coreos/go-systemd/v22/dbus"
+	godbus "github.com/godbus/dbus/v5"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+)
+
+// Manager is what the reconcile needs from systemd.
+type Manager interface {
+	// ActiveState is the unit's ActiveState: "active", "inactive", "activating",
+	// "failed", ... A unit systemd does not know is "inactive".
+	ActiveState(ctx context.Context, unit string) (string, error)
+	// Restart restarts the unit and waits for the job's result.
+	Restart(ctx context.Context, unit string) error
+	// Reload is `systemctl daemon-reload`.
+	Reload(ctx context.Context) error
+	Close()
+}
+
+// ErrUnavailable means no systemd answers for this root (an image folder, a test
+// root, a container without the host's bus).
+var ErrUnavailable = errors.New("systemd is not reachable")
+
+// Connect talks to the systemd of the node behind root: the running system's own
+// bus when root is "/", else the system bus socket found under the root (the
+// DaemonSet mounts the host's /run/dbus at /host/run/dbus).
+func Connect(ctx context.Context, root fsroot.Root) (Manager, error) {
+	socket := root.Path("/run/dbus/system_bus_socket")
+	if _, err := os.Stat(socket); err != nil {
+		if root.IsHost() {
+			// systemd's private socket works without dbus-daemon (early boot).
+			if c, err := sdbus.NewSystemdConnectionContext(ctx); err == nil {
+				return &dbusManager{conn: c}, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: no D-Bus socket at %s", ErrUnavailable, socket)
+	}
+	conn, err := sdbus.NewConnection(func() (*godbus.Conn, error) {
+		c, err := godbus.Dial("unix:path=" + socket)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Auth([]godbus.Auth{godbus.AuthExternal(fmt.Sprint(os.Getuid()))}); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if err := c.Hello(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect to %s: %v", ErrUnavailable, socket, err)
+	}
+	return &dbusManager{conn: conn}, nil
+}
+
+type dbusManager struct{ conn *sdbus.Conn }
+
+func (m *dbusManager) ActiveState(ctx context.Context, unit string) (string, error) {
+	p, err := m.conn.GetUnitPropertyContext(ctx, unit, "ActiveState")
+	if err != nil {
+		return "", fmt.Errorf("read ActiveState of %s over D-Bus: %w", unit, err)
+	}
+	return strings.Trim(p.Value.String(), `"`), nil
+}
+
+func (m *dbusManager) Restart(ctx context.Context, unit string) error {
+	done := make(chan string, 1)
+	if _, err := m.conn.RestartUnitContext(ctx, unit, "replace", done); err != nil {
+		return fmt.Errorf("restart %s over D-Bus: %w", unit, err)
+	}
+	select {
+	case res := <-done:
+		if res != "done" {
+			return fmt.Errorf("restart %s: job result %q; see `journalctl -u %s`", unit, res, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("restart %s: %w", unit, ctx.Err())
+	}
+}
+
+func (m *dbusManager) Reload(ctx context.Context) error {
+	if err := m.conn.ReloadContext(ctx); err != nil {
+		return fmt.Errorf("systemd daemon-reload over D-Bus: %w", err)
+	}
+	return nil
+}
+
+func (m *dbusManager) Close() { m.conn.Close() }
