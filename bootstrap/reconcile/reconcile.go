@@ -1,0 +1,289 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
+)
+
+// LockPath serialises every run on a node: boot, path-triggered, kubelet gate, manual.
+const LockPath = "/run/lock/gvisor-bootstrap.lock"
+
+// Outcome of a run; the CLI maps it to the exit code.
+type Outcome string
+
+const (
+	Healthy  Outcome = "healthy"
+	Repaired Outcome = "repaired"
+	Failed   Outcome = "failed"
+)
+
+// Reconciler holds the seams of one node.
+type Reconciler struct {
+	Root fsroot.Root
+	Cfg  config.Config
+	Bins Binaries
+	Conf ContainerdConfig
+	// Systemd connects to the node's service manager; ErrUnavailable means there is
+	// none (an image folder): then containerd is never restarted.
+	Systemd func(ctx context.Context) (systemd.Manager, error)
+	CRI     func() (cri.Runtime, error)
+	Log     *slog.Logger
+	// Status reports progress (systemd STATUS=); may be nil.
+	Status func(string)
+	// PollEvery is the CRI polling interval (default 200ms).
+	PollEvery time.Duration
+}
+
+// Options of one run.
+type Options struct {
+	DryRun bool
+	// Gate: kubelet is about to start, containerd must be up and serving runsc.
+	Gate bool
+}
+
+// Report is what a run did and found.
+type Report struct {
+	Outcome        Outcome   `json:"outcome"`
+	Start          time.Time `json:"start"`
+	DurationMS     float64   `json:"duration_ms"`
+	BinariesChange string    `json:"binaries_change,omitempty"`
+	ConfigChange   string    `json:"config_change,omitempty"`
+	Diff           string    `json:"diff,omitempty"`
+	Restarts       int       `json:"containerd_restarts"`
+	RolledBack     bool      `json:"rolled_back,omitempty"`
+	Containerd     string    `json:"containerd_state"`
+	// RuntimeChecked is false when no CRI answered (containerd not running yet, or
+	// an image folder): only the files were checked.
+	RuntimeChecked bool      `json:"runtime_checked"`
+	HandlerSeen    bool      `json:"handler_in_cri"`
+	Problems       []Problem `json:"problems,omitempty"`
+	Error          string    `json:"error,omitempty"`
+	DryRun         bool      `json:"dry_run,omitempty"`
+}
+
+func (r *Reconciler) status(msg string) {
+	if r.Status != nil {
+		r.Status(msg)
+	}
+	r.Log.Info(msg)
+}
+
+// Lock takes the node-wide run lock, waiting until ctx ends.
+func Lock(ctx context.Context, root fsroot.Root) (func(), error) {
+	p := root.Path(LockPath)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	l := flock.New(p)
+	ok, err := l.TryLockContext(ctx, 50*time.Millisecond)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("lock %s: another gvisor-bootstrap run holds it: %v", p, err)
+	}
+	return func() { _ = l.Unlock() }, nil
+}
+
+// Run reconciles the node once.
+func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
+	rep := Report{Start: time.Now(), DryRun: opt.DryRun}
+	defer func() { rep.DurationMS = float64(time.Since(rep.Start).Microseconds()) / 1000 }()
+	fail := func(err error) Report {
+		rep.Outcome, rep.Error = Failed, err.Error()
+		r.Log.Error("reconcile failed", "error", err)
+		return rep
+	}
+	if !opt.DryRun {
+		unlock, err := Lock(ctx, r.Root)
+		if err != nil {
+			return fail(err)
+		}
+		defer unlock()
+	}
+
+	r.status("checking gVisor binaries")
+	binChanged, binSummary, binErr := r.Bins.Ensure(ctx, opt.DryRun)
+	rep.BinariesChange = binSummary
+	if binErr != nil && !r.Bins.Present() {
+		return fail(fmt.Errorf("install gVisor: %w", binErr))
+	}
+
+	r.status("checking containerd's config")
+	change, err := r.Conf.Ensure(opt.DryRun)
+	if err != nil {
+		return fail(fmt.Errorf("configure containerd: %w", err))
+	}
+	rep.ConfigChange, rep.Diff = change.Summary, change.Diff
+
+	if opt.DryRun {
+		rep.Outcome = Healthy
+		if binChanged || change.Changed {
+			rep.Outcome = Repaired
+		}
+		return rep
+	}
+
+	if err := r.converge(ctx, opt, change, &rep); err != nil {
+		return fail(err)
+	}
+	if binErr != nil {
+		// Old binaries are in place and serve, but the wanted release is not.
+		return fail(fmt.Errorf("install gVisor (the previously installed release is still in place): %w", binErr))
+	}
+	rep.Outcome = Healthy
+	if binChanged || change.Changed || rep.Restarts > 0 {
+		rep.Outcome = Repaired
+	}
+	return rep
+}
+
+// converge makes the running containerd serve what the files say.
+func (r *Reconciler) converge(ctx context.Context, opt Options, change ConfigChange, rep *Report) error {
+	unit := r.Cfg.Containerd.Unit
+	mgr, err := r.Systemd(ctx)
+	if err != nil && !errors.Is(err, systemd.ErrUnavailable) {
+		return err
+	}
+	if mgr != nil {
+		defer mgr.Close()
+		state, err := mgr.ActiveState(ctx, unit)
+		if err != nil {
+			return err
+		}
+		rep.Containerd = state
+	} else {
+		rep.Containerd = "unknown (no systemd)"
+	}
+	running := rep.Containerd == "active" || rep.Containerd == "activating" || rep.Containerd == "reloading"
+
+	rt, err := r.CRI()
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	if mgr == nil {
+		// An image build or a test root: no service manager, so never a restart.
+		// If a CRI happens to answer, still check it.
+		st, err := r.waitCRI(ctx, rt, 300*time.Millisecond)
+		if err != nil {
+			if opt.Gate {
+				return fmt.Errorf("kubelet gate: no CRI answers at %s: %w", r.Root.Path(r.Cfg.Containerd.Address), err)
+			}
+			return nil
+		}
+		return r.checkHandler(st, rep, change.RestartNeeded)
+	}
+
+	if !running {
+		if !opt.Gate {
+			r.Log.Info("containerd is not running: it will load the new config when it starts; runtime check deferred", "unit", unit, "state", rep.Containerd)
+			return nil
+		}
+		// The gate runs when kubelet starts, after containerd: give it time to come up.
+	}
+
+	if running && change.RestartNeeded {
+		return r.restartAndVerify(ctx, mgr, rt, rep, change.Undo)
+	}
+
+	st, err := r.waitCRI(ctx, rt, r.Cfg.Boot.VerifyTimeout.D())
+	if err != nil {
+		return fmt.Errorf("containerd (%s) does not answer the CRI at %s: %w; check `systemctl status %s`", rep.Containerd, r.Root.Path(r.Cfg.Containerd.Address), err, unit)
+	}
+	rep.RuntimeChecked = true
+	if st.HasHandler(r.Cfg.Cluster.Handler) {
+		rep.HandlerSeen = true
+		return nil
+	}
+	if !r.Conf.FileHasRunsc() {
+		return fmt.Errorf("containerd's config does not register %q and the CRI does not list it", r.Cfg.Cluster.Handler)
+	}
+	// The file is right but the running containerd predates it (a run killed
+	// between the config write and the restart, or a restart that never happened).
+	r.Log.Warn("config registers runsc but the running containerd does not serve it: restarting containerd", "unit", unit)
+	return r.restartAndVerify(ctx, mgr, rt, rep, nil)
+}
+
+// restartAndVerify restarts containerd and waits until the CRI lists runsc; when it
+// does not, it restores the previous config (undo), restarts again and fails.
+func (r *Reconciler) restartAndVerify(ctx context.Context, mgr systemd.Manager, rt cri.Runtime, rep *Report, undo func() error) error {
+	unit := r.Cfg.Containerd.Unit
+	r.status("restarting " + unit + " to load the runsc handler")
+	err := r.restart(ctx, mgr, unit)
+	rep.Restarts++
+	var st cri.Status
+	if err == nil {
+		st, err = r.waitCRI(ctx, rt, r.Cfg.Boot.VerifyTimeout.D())
+		if err == nil {
+			rep.RuntimeChecked = true
+			if st.HasHandler(r.Cfg.Cluster.Handler) {
+				rep.HandlerSeen = true
+				return nil
+			}
+			err = fmt.Errorf("the CRI does not list the %q handler after the restart", r.Cfg.Cluster.Handler)
+		}
+	}
+	if undo == nil {
+		return fmt.Errorf("containerd after restart: %w", err)
+	}
+	r.Log.Error("containerd did not come back serving runsc: restoring the previous config", "error", err)
+	if uerr := undo(); uerr != nil {
+		return fmt.Errorf("containerd after restart: %v; restoring the previous config ALSO failed: %w", err, uerr)
+	}
+	rep.RolledBack = true
+	rerr := r.restart(ctx, mgr, unit)
+	rep.Restarts++
+	if rerr != nil {
+		return fmt.Errorf("containerd failed with the new config (%v); the previous config is restored but containerd did not restart: %w", err, rerr)
+	}
+	return fmt.Errorf("containerd failed with the new config (%v); the previous config is restored and containerd restarted with it; see `journalctl -u %s`", err, unit)
+}
+
+func (r *Reconciler) restart(ctx context.Context, mgr systemd.Manager, unit string) error {
+	ctx, cancel := context.WithTimeout(ctx, r.Cfg.Containerd.RestartTimeout.D())
+	defer cancel()
+	if err := mgr.Restart(ctx, unit); err != nil {
+		return err
+	}
+	state, err := mgr.ActiveState(ctx, unit)
+	if err != nil {
+		return err
+	}
+	if state != "active" {
+		return fmt.Errorf("%s is %s after restart", unit, state)
+	}
+	return nil
+}
+
+func (r *Reconciler) waitCRI(ctx context.Context, rt cri.Runtime, timeout time.Duration) (cri.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	every := r.PollEvery
+	if every == 0 {
+		every = 200 * time.Millisecond
+	}
+	return cri.WaitStatus(ctx, rt, every)
+}
+
+func (r *Reconciler) checkHandler(st cri.Status, rep *Report, restartNeeded bool) error {
+	rep.RuntimeChecked = true
+	rep.HandlerSeen = st.HasHandler(r.Cfg.Cluster.Handler)
+	if rep.HandlerSeen {
+		return nil
+	}
+	if restartNeeded || r.Conf.FileHasRunsc() {
+		return fmt.Errorf("containerd answers at %s without the %q handler and no systemd is reachable to restart it; restart containerd on the node", r.Root.Path(r.Cfg.Containerd.Address), r.Cfg.Cluster.Handler)
+	}
+	return fmt.Errorf("the CRI does not list the %q handler", r.Cfg.Cluster.Handler)
+}

@@ -1,0 +1,47 @@
+// Package reconcile is the node agent's one job: install → configure → restart
+// containerd only if its effective config changed and it is running → verify
+// through the CRI → report, under a lock, with rollback when containerd does not
+// come back serving runsc.
+package reconcile
+
+import "context"
+
+// Problem is one thing wrong with the node, with what the operator can do.
+type Problem struct {
+	Path string `json:"path,omitempty"`
+	What string `json:"what"`
+	Fix  string `json:"fix,omitempty"`
+}
+
+// Binaries installs and checks runsc and its shim (bootstrap/release behind it).
+type Binaries interface {
+	// Ensure installs the wanted release unless it is already installed and
+	// intact; changed reports whether anything was written.
+	Ensure(ctx context.Context, dryRun bool) (changed bool, summary string, err error)
+	// Problems checks the installed binaries without network or writes; deep
+	// re-hashes them instead of trusting the recorded fingerprint.
+	Problems(deep bool) []Problem
+	// Present reports whether a runsc and shim are installed at all.
+	Present() bool
+}
+
+// ContainerdConfig registers runsc in containerd's config (bootstrap/containerd
+// behind it).
+type ContainerdConfig interface {
+	Ensure(dryRun bool) (ConfigChange, error)
+	Problems() []Problem
+	// FileHasRunsc reports whether the config on disk registers the runsc handler.
+	FileHasRunsc() bool
+}
+
+// ConfigChange is what Ensure did (or would do, in a dry run).
+type ConfigChange struct {
+	Changed bool
+	// RestartNeeded: containerd's effective config changed; a change of the runsc
+	// options file alone needs no restart (the shim reads it per sandbox).
+	RestartNeeded bool
+	Diff          string
+	Summary       string
+	// Undo restores the files as they were before Ensure.
+	Undo func() error
+}
