@@ -1,0 +1,214 @@
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
+)
+
+const testSHA = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func withBinary(url, sum string) config.Config {
+	cfg := config.Default()
+	cfg.Delivery.BinaryURL, cfg.Delivery.BinarySHA256 = url, sum
+	return cfg
+}
+
+// cloudConfig is the part of a #cloud-config these tests look at.
+type cloudConfig struct {
+	WriteFiles []struct {
+		Path, Owner, Permissions, Content string
+	} `json:"write_files"`
+	Runcmd [][]string `json:"runcmd"`
+}
+
+func parseCloudConfig(t *testing.T, data []byte) cloudConfig {
+	t.Helper()
+	if !bytes.HasPrefix(data, []byte("#cloud-config\n")) {
+		t.Fatalf("does not start with #cloud-config:\n%s", data)
+	}
+	var cc cloudConfig
+	if err := yaml.UnmarshalStrict(data, &cc); err != nil {
+		t.Fatalf("customData is not the YAML we meant: %v\n%s", err, data)
+	}
+	return cc
+}
+
+func schemaCheck(t *testing.T, data []byte) (string, error) {
+	t.Helper()
+	bin := testbin.Require(t, "cloud-init")
+	f := filepath.Join(t.TempDir(), "user-data")
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "schema", "--config-file", f).CombinedOutput()
+	return string(out), err
+}
+
+func TestCloudInitSchema(t *testing.T) {
+	for _, baked := range []bool{false, true} {
+		out, err := CloudInit(withBinary("https://example.com/gvisor-bootstrap", testSHA), CloudInitOptions{Baked: baked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := schemaCheck(t, out); err != nil {
+			t.Errorf("baked=%v: cloud-init schema: %v\n%s\n%s", baked, err, msg, out)
+		}
+	}
+}
+
+// TestCloudInitSchemaRejectsBroken proves the schema check can fail.
+func TestCloudInitSchemaRejectsBroken(t *testing.T) {
+	out, err := CloudInit(withBinary("https://example.com/gvisor-bootstrap", testSHA), CloudInitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := bytes.Replace(out, []byte(`permissions: "0644"`), []byte(`permissions: [0644]`), 1)
+	if msg, err := schemaCheck(t, broken); err == nil {
+		t.Fatalf("cloud-init schema accepted a broken write_files entry:\n%s", msg)
+	}
+}
+
+func TestCloudInitContent(t *testing.T) {
+	cfg := withBinary("https://example.com/it's/gvisor-bootstrap", strings.ToUpper(testSHA))
+	cfg.Boot.OnFailure = "continue"
+	out, err := CloudInit(cfg, CloudInitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := parseCloudConfig(t, out)
+	if len(cc.WriteFiles) != 2 || cc.WriteFiles[0].Path != config.DefaultPath || cc.WriteFiles[1].Path != InstallScriptPath {
+		t.Fatalf("write_files = %+v", cc.WriteFiles)
+	}
+	// The config on the node decodes strictly to exactly the config rendered from.
+	// Decoded into a zero Config: decoding onto Default() merges maps (config.Load would keep a default node_selector key).
+	var got config.Config
+	if err := config.Decode([]byte(cc.WriteFiles[0].Content), &got); err != nil {
+		t.Fatalf("node config does not decode: %v\n%s", err, cc.WriteFiles[0].Content)
+	}
+	if d := cmp.Diff(cfg, got, cmpopts.EquateEmpty()); d != "" {
+		t.Errorf("node config differs (-want +got):\n%s", d)
+	}
+	if diff := cmp.Diff([][]string{{"bash", InstallScriptPath}}, cc.Runcmd); diff != "" {
+		t.Errorf("runcmd: %s", diff)
+	}
+
+	baked, err := CloudInit(config.Default(), CloudInitOptions{Baked: true})
+	if err != nil {
+		t.Fatalf("baked needs no binary URL: %v", err)
+	}
+	bc := parseCloudConfig(t, baked)
+	if len(bc.WriteFiles) != 1 || bytes.Contains(baked, []byte("curl")) {
+		t.Fatalf("baked customData downloads or writes more than the config:\n%s", baked)
+	}
+	if diff := cmp.Diff([][]string{{"systemctl", "start", "gvisor-bootstrap.path", "gvisor-bootstrap.service"}}, bc.Runcmd); diff != "" {
+		t.Errorf("baked runcmd: %s", diff)
+	}
+}
+
+func TestCloudInitSize(t *testing.T) {
+	for _, baked := range []bool{false, true} {
+		out, err := CloudInit(withBinary("https://example.com/gvisor-bootstrap", testSHA), CloudInitOptions{Baked: baked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Far below Azure's 64 KiB, even base64-encoded.
+		if n := len(base64.StdEncoding.EncodeToString(out)); n > 8<<10 {
+			t.Errorf("baked=%v: customData is %d bytes base64, want < 8 KiB", baked, n)
+		}
+	}
+}
+
+func TestCloudInitBadInput(t *testing.T) {
+	for name, cfg := range map[string]config.Config{
+		"no url":    withBinary("", testSHA),
+		"ftp url":   withBinary("ftp://example.com/x", testSHA),
+		"newline":   withBinary("https://example.com/x\nrm -rf /", testSHA),
+		"short sha": withBinary("https://example.com/x", "abc"),
+		"no sha":    withBinary("https://example.com/x", ""),
+		"invalid conf": func() config.Config {
+			c := withBinary("https://example.com/x", testSHA)
+			c.Boot.OnFailure = "maybe"
+			return c
+		}(),
+	} {
+		if _, err := CloudInit(cfg, CloudInitOptions{}); err == nil {
+			t.Errorf("%s: rendered without error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestCloudInitScriptRuns runs the install script from the customData with real bash,
+// curl and sha256sum against a real HTTP server on loopback; only the binary's path and
+// systemctl are redirected into a temp directory. A binary whose digest does not match
+// is never installed or run.
+func TestCloudInitScriptRuns(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "sha256sum"} {
+		testbin.Require(t, tool)
+	}
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	fake := []byte("#!/bin/sh\necho \"gvisor-bootstrap $*\" >> " + calls + "\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(fake) }))
+	defer srv.Close()
+	stubs := filepath.Join(dir, "stubs")
+	if err := os.MkdirAll(stubs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stubs, "systemctl"), []byte("#!/bin/sh\necho \"systemctl $*\" >> "+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(sum string) (string, error) {
+		out, err := CloudInit(withBinary(srv.URL+"/gvisor-bootstrap", sum), CloudInitOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := parseCloudConfig(t, out).WriteFiles[1].Content
+		bin := filepath.Join(dir, "usr/local/bin/gvisor-bootstrap")
+		script = strings.Replace(script, "bin='/usr/local/bin/gvisor-bootstrap'", "bin='"+bin+"'", 1)
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+stubs+":"+os.Getenv("PATH"))
+		o, err := cmd.CombinedOutput()
+		return string(o), err
+	}
+
+	good := sha256.Sum256(fake)
+	if out, err := run(hex.EncodeToString(good[:])); err != nil {
+		t.Fatalf("install script failed: %v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(calls)
+	want := "gvisor-bootstrap install --units\nsystemctl daemon-reload\nsystemctl start gvisor-bootstrap.path\nsystemctl start gvisor-bootstrap.service\n"
+	if string(got) != want {
+		t.Fatalf("script ran:\n%s\nwant:\n%s", got, want)
+	}
+
+	os.Remove(calls)
+	os.Remove(filepath.Join(dir, "usr/local/bin/gvisor-bootstrap"))
+	out, err := run(testSHA)
+	if err == nil || !strings.Contains(out, "refusing to run it") {
+		t.Fatalf("script accepted a binary with the wrong digest: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(calls); err == nil {
+		t.Fatal("a binary with the wrong digest was run")
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "usr/local/bin")); len(entries) != 0 {
+		t.Fatalf("left files behind after a bad digest: %v", entries)
+	}
+}
