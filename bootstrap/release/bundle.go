@@ -1,0 +1,175 @@
+package release
+
+import (
+	"archive/tar"
+	"compress/bzip2"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Bounds on what a bundle may unpack to. Today's runsc is ~100 MB and the whole
+// bundle well under 1 GB; the bounds stop a hostile or broken archive (a bzip2
+// bomb, endless entries) from filling the bin directory's filesystem.
+const (
+	maxBundleFile    = 1 << 30 // one file
+	maxBundleTotal   = 3 << 30 // all files
+	maxBundleEntries = 256
+	maxDownload      = 1 << 30 // one downloaded artifact
+	maxChecksumFile  = 4 << 10 // one .sha512 file
+)
+
+// extractBundle unpacks gvisor.tar.bz2 into dir, which must be empty. Only what a
+// release contains is accepted: runsc, containerd-shim-runsc-v1 and regular files
+// directly inside gvisor-bin/. Absolute names, "..", links, devices and anything
+// deeper are refused; other top-level files are skipped. Every file is written
+// with mode 0755 and fsynced. It returns the relative paths it wrote.
+func extractBundle(archive, dir string) ([]string, error) {
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(bzip2.NewReader(f))
+	var written []string
+	seen := map[string]bool{}
+	var total int64
+	for n := 0; ; n++ {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", BundleName, err)
+		}
+		if n >= maxBundleEntries {
+			return nil, fmt.Errorf("%s has more than %d entries; refusing it", BundleName, maxBundleEntries)
+		}
+		name, ok, err := bundlePath(hdr.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: entry %q: %w", BundleName, hdr.Name, err)
+		}
+		if !ok {
+			continue
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if name != SidecarDir {
+				return nil, fmt.Errorf("%s: unexpected directory %q", BundleName, hdr.Name)
+			}
+			continue
+		case tar.TypeReg:
+		default:
+			return nil, fmt.Errorf("%s: entry %q is a %s; only regular files are installed", BundleName, hdr.Name, typeName(hdr.Typeflag))
+		}
+		if name == SidecarDir {
+			return nil, fmt.Errorf("%s: %q is a file; want a directory", BundleName, hdr.Name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%s: %q appears twice", BundleName, name)
+		}
+		seen[name] = true
+		if hdr.Size > maxBundleFile || total+hdr.Size > maxBundleTotal {
+			return nil, fmt.Errorf("%s: %q (%d bytes) exceeds the size bounds", BundleName, name, hdr.Size)
+		}
+		total += hdr.Size
+		if err := writeExecutable(filepath.Join(dir, name), io.LimitReader(tr, hdr.Size), hdr.Size); err != nil {
+			return nil, err
+		}
+		written = append(written, name)
+	}
+	for _, want := range []string{RunscName, ShimName} {
+		if !seen[want] {
+			return nil, fmt.Errorf("%s has no %s; it is not a gVisor release bundle", BundleName, want)
+		}
+	}
+	if err := syncTree(dir); err != nil {
+		return nil, err
+	}
+	return written, nil
+}
+
+// bundlePath cleans an entry name; ok is false for entries that are skipped.
+func bundlePath(raw string) (name string, ok bool, err error) {
+	if strings.HasPrefix(raw, "/") {
+		return "", false, fmt.Errorf("absolute path")
+	}
+	for _, seg := range strings.Split(raw, "/") {
+		if seg == ".." {
+			return "", false, fmt.Errorf("path escapes the archive (\"..\")")
+		}
+	}
+	name = path.Clean(raw)
+	if name == "." {
+		return "", false, nil
+	}
+	parts := strings.Split(name, "/")
+	switch {
+	case len(parts) == 1 && (name == RunscName || name == ShimName || name == SidecarDir):
+		return name, true, nil
+	case len(parts) == 2 && parts[0] == SidecarDir:
+		return name, true, nil
+	case len(parts) > 2 && parts[0] == SidecarDir:
+		return "", false, fmt.Errorf("nested below %s/; sidecars are flat", SidecarDir)
+	}
+	return "", false, nil // not part of an installation (README, LICENSE, ...)
+}
+
+func typeName(t byte) string {
+	switch t {
+	case tar.TypeSymlink:
+		return "symlink"
+	case tar.TypeLink:
+		return "hard link"
+	case tar.TypeChar, tar.TypeBlock:
+		return "device"
+	case tar.TypeFifo:
+		return "FIFO"
+	}
+	return fmt.Sprintf("entry of type %q", t)
+}
+
+// writeExecutable writes a new file with mode 0755 and fsyncs it.
+func writeExecutable(p string, r io.Reader, size int64) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(f, r)
+	if err == nil && size >= 0 && n != size {
+		err = fmt.Errorf("%s: archive entry truncated (%d of %d bytes)", filepath.Base(p), n, size)
+	}
+	if err == nil {
+		err = f.Chmod(0o755) // the umask does not apply to what is installed
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// syncTree fsyncs dir and its subdirectories so new entries survive a crash.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return syncDir(p)
+		}
+		return nil
+	})
+}

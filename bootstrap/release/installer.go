@@ -1,0 +1,442 @@
+// Package release fetches gVisor's runsc, its containerd shim and the sidecar
+// binaries of a pinned release, checks them against mandatory sha512 digests and
+// installs them atomically and idempotently under a node root.
+//
+// Files by concern: source.go (which URL), fetch.go (go-getter, retries,
+// classification), progress.go, checksum.go, bundle.go (safe extraction),
+// place.go (atomic placement), state.go (what was installed), verify.go.
+package release
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+)
+
+// Installer installs one configured gVisor release under Root.
+type Installer struct {
+	Root fsroot.Root
+	Cfg  config.Release
+	Log  *slog.Logger
+	// Progress receives a progress bar when it is a terminal; otherwise downloads
+	// are reported as structured log lines.
+	Progress io.Writer
+	// HTTPClient is the base client (tests, proxies); nil uses a clone of the
+	// default transport (which honours HTTPS_PROXY).
+	HTTPClient *http.Client
+	// Deep re-hashes every installed file instead of trusting the recorded
+	// fingerprint (--deep, boot.deep_verify).
+	Deep bool
+	// Backoff is the first retry delay (default 1s); it doubles up to 30s.
+	Backoff time.Duration
+}
+
+// Result describes what Install did, or would do in a dry run.
+type Result struct {
+	Changed bool   `json:"changed"`
+	Release string `json:"release"`
+	Arch    string `json:"arch"`
+	Layout  string `json:"layout,omitempty"`
+	Source  string `json:"source"`
+	// Dir is the node path of the versioned directory that holds the release.
+	Dir string `json:"dir,omitempty"`
+	// Digests are the installed files' sha512, by path relative to Dir.
+	Digests map[string]string `json:"digests,omitempty"`
+	// Installed are the node paths of the entry points (runsc, the shim,
+	// gvisor-bin) and the versioned directory.
+	Installed []string `json:"installed,omitempty"`
+	DryRun    bool     `json:"dry_run,omitempty"`
+	// Reasons say why an install was (or would be) needed.
+	Reasons []string `json:"reasons,omitempty"`
+	// WouldFetch lists the URLs a dry run would try, in order.
+	WouldFetch []string `json:"would_fetch,omitempty"`
+}
+
+// Problem is one thing verify found wrong, where, and what to do about it.
+type Problem struct {
+	Path string `json:"path"`
+	What string `json:"what"`
+	Fix  string `json:"fix"`
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s: %s (%s)", p.Path, p.What, p.Fix) }
+
+// want is what the configuration asks for.
+type want struct {
+	release, arch, source, binDir string
+}
+
+func (i *Installer) want() (want, error) {
+	arch, err := Arch(i.Cfg)
+	if err != nil {
+		return want{}, err
+	}
+	src, err := SourceDir(i.Cfg, arch)
+	if err != nil {
+		return want{}, err
+	}
+	if !strings.HasPrefix(i.Cfg.BinDir, "/") {
+		return want{}, fmt.Errorf("bin dir %q must be an absolute path", i.Cfg.BinDir)
+	}
+	return want{release: i.Cfg.Version, arch: arch, source: src, binDir: filepath.Clean(i.Cfg.BinDir)}, nil
+}
+
+func (i *Installer) log() *slog.Logger {
+	if i.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return i.Log
+}
+
+// Install makes the configured release the installed one. When the state says it
+// already is and the files verify, it makes no network request and no write.
+//
+// "latest" is resolved once: a later run with release "latest" is satisfied by
+// whatever "latest" was when it was installed. A boot must not turn into an
+// unplanned fleet-wide upgrade; pin a dated release to move forward.
+func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
+	w, err := i.want()
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Release: w.release, Arch: w.arch, Source: redact(w.source), DryRun: dryRun}
+	st, problems := i.current(w)
+	if len(problems) == 0 {
+		return i.noop(st, res, dryRun), nil
+	}
+	for _, p := range problems {
+		res.Reasons = append(res.Reasons, p.String())
+	}
+	if dryRun {
+		res.Changed = true
+		res.WouldFetch = i.plan(w)
+		i.log().Info("dry run: would install", "release", w.release, "arch", w.arch, "source", redact(w.source), "bin_dir", w.binDir, "reasons", res.Reasons)
+		return res, nil
+	}
+
+	binDir := i.Root.Path(w.binDir)
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return res, fmt.Errorf("create bin directory %s: %w; %s", binDir, err, localFix)
+	}
+	unlock, err := lockDir(binDir)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+	// Another run may have installed while this one waited for the lock.
+	if st, problems = i.current(w); len(problems) == 0 {
+		return i.noop(st, res, false), nil
+	}
+	i.log().Info("installing gVisor", "release", w.release, "arch", w.arch, "source", redact(w.source), "bin_dir", w.binDir, "reasons", res.Reasons)
+	cleanStaging(binDir)
+
+	staging, err := os.MkdirTemp(binDir, stagingPrefix)
+	if err != nil {
+		return res, fmt.Errorf("prepare download in %s: %w; nothing was changed; %s", binDir, err, localFix)
+	}
+	defer os.RemoveAll(staging)
+	tree, dl := filepath.Join(staging, "tree"), filepath.Join(staging, "dl")
+	for _, d := range []string{tree, dl} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return res, fmt.Errorf("prepare download in %s: %w; nothing was changed; %s", binDir, err, localFix)
+		}
+	}
+
+	f := i.fetcher()
+	layout, artifacts, err := i.fetchRelease(ctx, f, w, dl, tree)
+	if err != nil {
+		return res, err
+	}
+	digests, err := i.hashTree(tree, layout)
+	if err != nil {
+		return res, err
+	}
+
+	newState, err := i.place(st, w, layout, tree, artifacts, digests)
+	if err != nil {
+		return res, err
+	}
+	res.Changed = true
+	res.Layout = layout
+	res.Dir = newState.Dir
+	res.Digests = digests
+	res.Installed = installedPaths(newState)
+	i.log().Info("installed gVisor", "release", w.release, "arch", w.arch, "layout", layout, "dir", newState.Dir)
+	return res, nil
+}
+
+const localFix = "check that the bin directory (--bin-dir) is writable and its filesystem has space"
+
+// current loads the state and checks it against what is wanted.
+func (i *Installer) current(w want) (State, []Problem) {
+	st, err := LoadState(i.Root)
+	if err != nil {
+		i.log().Warn("ignoring unreadable install state", "error", err)
+		return State{}, []Problem{{Path: StatePath, What: err.Error(), Fix: "run gvisor-bootstrap install"}}
+	}
+	return st, i.check(st, w, i.Deep)
+}
+
+// noop fills the result from the state. The state is only rewritten when a
+// file's fingerprint moved but re-hashing proved the content unchanged (an image
+// copied file by file gets new inodes), so the next run is cheap again.
+func (i *Installer) noop(st State, res Result, dryRun bool) Result {
+	res.Changed = false
+	res.Layout, res.Dir = st.Layout, st.Dir
+	res.Digests = relativeDigests(st)
+	res.Installed = installedPaths(st)
+	if refreshed := i.refreshFingerprints(&st); refreshed && !dryRun {
+		if err := saveState(i.Root, st); err != nil {
+			i.log().Warn("could not record refreshed fingerprints; the next run re-hashes again", "error", err)
+		}
+	}
+	i.log().Debug("gVisor release already installed", "release", st.Release, "arch", st.Arch, "dir", st.Dir)
+	return res
+}
+
+func (i *Installer) fetcher() *fetcher {
+	hc := i.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	timeout := i.Cfg.Timeout.D()
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	backoff := i.Backoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	return &fetcher{client: hc, timeout: timeout, retries: max(i.Cfg.Retries, 0), backoff: backoff,
+		log: i.log(), progress: progressFor(i.Progress, i.log())}
+}
+
+// plan lists what a real run would try to fetch, in order.
+func (i *Installer) plan(w want) []string {
+	var out []string
+	if i.tryBundle() {
+		out = append(out, fileURL(w.source, BundleName+checksumSuffix), fileURL(w.source, BundleName))
+	}
+	if i.tryLoose() {
+		for _, n := range []string{RunscName, ShimName} {
+			out = append(out, fileURL(w.source, n+checksumSuffix), fileURL(w.source, n))
+		}
+	}
+	for k, u := range out {
+		out[k] = redact(u)
+	}
+	return out
+}
+
+// A pinned bundle digest means only the bundle is acceptable; digests pinned for
+// the loose files only mean only loose files are: otherwise the bundle's
+// sidecars would run as root without any pinned anchor.
+func (i *Installer) tryBundle() bool {
+	return i.Cfg.SHA512[BundleName] != "" || (i.Cfg.SHA512[RunscName] == "" && i.Cfg.SHA512[ShimName] == "")
+}
+
+func (i *Installer) tryLoose() bool { return i.Cfg.SHA512[BundleName] == "" }
+
+// fetchRelease downloads and checks the release into tree: the bundle when the
+// server has one, else the loose files. It returns the layout and the digests of
+// the downloaded artifacts.
+func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tree string) (string, map[string]string, error) {
+	var bundleErr error
+	if i.tryBundle() {
+		d, err := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
+		if err == nil {
+			if _, err := extractBundle(filepath.Join(dl, BundleName), tree); err != nil {
+				return "", nil, fmt.Errorf("unpack %s from %s: %w; nothing was changed", BundleName, redact(w.source), err)
+			}
+			return LayoutBundle, map[string]string{BundleName: d}, nil
+		}
+		if !isNotFound(err) || !i.tryLoose() {
+			return "", nil, err
+		}
+		bundleErr = err
+		i.log().Info("no release bundle; trying loose files", "url", redact(fileURL(w.source, BundleName)))
+	}
+	artifacts := map[string]string{}
+	for _, name := range []string{RunscName, ShimName} {
+		d, err := i.fetchArtifact(ctx, f, w.source, name, dl)
+		if err != nil {
+			if isNotFound(err) {
+				return "", nil, i.missingRelease(ctx, f, w, bundleErr, err)
+			}
+			return "", nil, err
+		}
+		if err := moveExecutable(filepath.Join(dl, name), filepath.Join(tree, name)); err != nil {
+			return "", nil, fmt.Errorf("stage %s: %w; nothing was changed; %s", name, err, localFix)
+		}
+		artifacts[name] = d
+	}
+	return LayoutLoose, artifacts, nil
+}
+
+// fetchArtifact downloads name and its published .sha512 into dl and checks the
+// digest. The small checksum file comes first, so a pin conflict or a missing
+// release costs no large download.
+func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl string) (string, error) {
+	sumURL := fileURL(src, name+checksumSuffix)
+	sumPath := filepath.Join(dl, name+checksumSuffix)
+	published := ""
+	switch err := f.fetch(ctx, sumURL, sumPath, maxChecksumFile); {
+	case err == nil:
+		data, rerr := os.ReadFile(sumPath)
+		if rerr != nil {
+			return "", rerr
+		}
+		d, perr := parseSHA512File(data, name)
+		if perr != nil {
+			return "", fmt.Errorf("%s: %w; nothing was changed; check the mirror or pin the digest with --sha512 %s=HEX", redact(sumURL), perr, name)
+		}
+		published = d
+	case isNotFound(err):
+		// Decided below: fine when pinned, otherwise an error once the artifact
+		// itself is known to exist.
+	default:
+		return "", err
+	}
+	pinned := i.Cfg.SHA512[name]
+	wantDigest, from, err := expectedDigest(name, pinned, published, sumURL)
+	if err != nil && published != "" {
+		return "", err // the published digest contradicts the pin
+	}
+	artURL := fileURL(src, name)
+	artPath := filepath.Join(dl, name)
+	if ferr := f.fetch(ctx, artURL, artPath, maxDownload); ferr != nil {
+		return "", ferr
+	}
+	if err != nil {
+		return "", err // the artifact exists but has no checksum
+	}
+	got, err := hashFile(artPath)
+	if err != nil {
+		return "", err
+	}
+	if got != wantDigest {
+		return "", &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
+	}
+	i.log().Info("verified", "file", name, "sha512", got, "against", redactFrom(from))
+	return got, nil
+}
+
+func isNotFound(err error) bool {
+	var fe *FetchError
+	return errors.As(err, &fe) && fe.Kind == KindNotFound
+}
+
+// missingRelease explains a release directory with neither layout. When the URL
+// was built from the base URL it probes the other arch once, to tell a wrong
+// --arch from a wrong --release.
+func (i *Installer) missingRelease(ctx context.Context, f *fetcher, w want, bundleErr, looseErr error) error {
+	tried := fileURL(w.source, RunscName)
+	if bundleErr != nil {
+		tried = fileURL(w.source, BundleName) + " and " + tried
+	}
+	if i.Cfg.URL != "" {
+		return fmt.Errorf("no gVisor release at %s: the server has neither %s nor %s (not found: %s); check that --release-url points at one release's %s directory: %w",
+			redact(w.source), BundleName, RunscName, redact(tried), w.arch, looseErr)
+	}
+	other := otherArch(w.arch)
+	cfg := i.Cfg
+	otherDir, err := SourceDir(cfg, other)
+	if err == nil {
+		probe := &fetcher{client: f.client, timeout: f.timeout, retries: 0, backoff: f.backoff, log: f.log}
+		tmp, terr := os.MkdirTemp("", "gvisor-probe-")
+		if terr == nil {
+			defer os.RemoveAll(tmp)
+			for _, n := range []string{BundleName + checksumSuffix, RunscName + checksumSuffix} {
+				if probe.fetch(ctx, fileURL(otherDir, n), filepath.Join(tmp, n), maxChecksumFile) == nil {
+					return fmt.Errorf("release %s has no %s build at %s, but has one for %s: wrong architecture; set --arch %s only if this node really is %s (this machine needs %s): %w",
+						w.release, w.arch, redact(w.source), other, other, other, w.arch, looseErr)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("no gVisor release %s for %s at %s (not found: %s); check --release (e.g. %s) and --arch (x86_64 or aarch64): %w",
+		w.release, w.arch, redact(w.source), redact(tried), config.DefaultRelease, looseErr)
+}
+
+// hashTree hashes every staged file and checks pinned digests of runsc and the
+// shim (which, in a bundle, are checked in addition to the bundle's digest).
+func (i *Installer) hashTree(tree, layout string) (map[string]string, error) {
+	digests := map[string]string{}
+	err := filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(tree, p)
+		h, err := hashFile(p)
+		if err != nil {
+			return err
+		}
+		digests[filepath.ToSlash(rel)] = h
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hash staged files: %w", err)
+	}
+	if layout == LayoutBundle {
+		for _, n := range []string{RunscName, ShimName} {
+			if pin := strings.ToLower(i.Cfg.SHA512[n]); pin != "" && pin != digests[n] {
+				return nil, &ChecksumError{Name: n, URL: BundleName + ":" + n, Want: pin, Got: digests[n], WantFrom: "release.sha512." + n}
+			}
+		}
+	}
+	return digests, nil
+}
+
+// versionDirName names the directory of one release: the release and a short
+// hash of its artifacts' digests, so a re-published release never collides.
+func versionDirName(release string, artifacts map[string]string) string {
+	names := make([]string, 0, len(artifacts))
+	for n := range artifacts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha512.New()
+	for _, n := range names {
+		fmt.Fprintf(h, "%s=%s\n", n, artifacts[n])
+	}
+	return "gvisor." + release + "-" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+func relativeDigests(st State) map[string]string {
+	out := map[string]string{}
+	for p, fs := range st.Files {
+		if rel, ok := strings.CutPrefix(p, st.Dir+"/"); ok {
+			out[rel] = fs.SHA512
+		}
+	}
+	return out
+}
+
+func installedPaths(st State) []string {
+	var out []string
+	for p := range st.Links {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	if st.Dir != "" {
+		out = append(out, st.Dir)
+	}
+	return out
+}
+
+// nodeJoin joins node paths.
+func nodeJoin(elem ...string) string { return path.Join(elem...) }
