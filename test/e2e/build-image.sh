@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the e2e guest images (cached under .cache/e2e/images, rebuilt only when an input
+# changes):
+#   base root   debootstrap bookworm with base-packages.txt         (key: package list + this step)
+#   c2          base + containerd 2.x, runc, crictl, images, harness units, version = 3 config
+#   c17         base + containerd 1.7, AKS/Ubuntu 22.04 shape (version = 2, SystemdCgroup)
+# Each variant is a raw ext4 disk (mkfs.ext4 -d), booted with the base's kernel and initrd;
+# scenarios boot qcow2 overlays of it, so every scenario is a fresh boot of the same disk.
+# Usage: build-image.sh [c2|c17]...   (default: both). Prints nothing on stdout.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+MIRROR="${E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DISK_SIZE="${E2E_DISK_SIZE:-6G}"
+
+BASE_STEP_VERSION=1 # bump when build_base changes what it makes
+base_key() { echo "$(hash_of "$E2E_DIR/base-packages.txt")-$BASE_STEP_VERSION-$(basename "$MIRROR")" | sha256sum | cut -c1-16; }
+
+build_base() { # -> prints the base root dir
+  local key dir pk t0
+  key="$(base_key)"; dir="$E2E_CACHE/base-$key"
+  if [[ -f "$dir/done" ]]; then echo "$dir/rootfs"; return; fi
+  rm -rf "$E2E_CACHE"/base-*   # one base at a time; they are 1.2 GB each
+  mkdir -p "$dir"
+  pk="$(grep -v '^#' "$E2E_DIR/base-packages.txt" | paste -sd, -)"
+  say "debootstrap bookworm (packages: $pk) -> $dir (log: $LOGS/debootstrap.log)"
+  t0=$SECONDS
+  debootstrap --variant=minbase --include="$pk" bookworm "$dir/rootfs" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
+    || { tail -20 "$LOGS/debootstrap.log" >&2; die "debootstrap failed (see $LOGS/debootstrap.log)"; }
+  # leave nothing mounted or cached in the root
+  umount -R "$dir/rootfs/proc" 2>/dev/null || true
+  rm -rf "$dir/rootfs/var/cache/apt/archives/"*.deb "$dir/rootfs/var/lib/apt/lists/"*_Packages
+  say "base root built in $((SECONDS - t0))s"
+  touch "$dir/done"
+  echo "$dir/rootfs"
+}
+
+need_bin() { [[ -x "$BIN/$1" ]] || die "missing $BIN/$1: run test/tools/build-binaries.sh (make tools)"; }
+
+# variant_inputs VARIANT: what a variant's disk is made from (its cache key).
+variant_inputs() {
+  local v="$1"
+  echo "base=$(base_key)"
+  hash_of "$E2E_DIR/guest" "$E2E_DIR/build-image.sh" "$E2E_DIR/mkoci.sh" "$E2E_DIR/lib.sh"
+  case "$v" in
+    c2) cat "$BIN/containerd-2.version" ;;
+    c17) cat "$BIN/containerd-1.7.version" "$BIN/containerd-2.version" ;;
+  esac
+  cat "$BIN/crictl.version"
+}
+
+# build_variant VARIANT: -> .cache/e2e/images/VARIANT.raw (+ vmlinuz, initrd.img)
+build_variant() {
+  local v="$1" base key stamp root t0
+  case "$v" in c2) need_bin containerd-2; need_bin ctr-2 ;; c17) need_bin containerd-1.7; need_bin ctr-1.7 ;; *) die "unknown variant $v" ;; esac
+  need_bin containerd-shim-runc-v2-2; need_bin crictl
+  base="$(build_base)"
+  key="$(variant_inputs "$v" | sha256sum | cut -c1-16)"
+  stamp="$IMAGES/$v.key"
+  if [[ -f "$IMAGES/$v.raw" && -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then return; fi
+  t0=$SECONDS
+  root="$E2E_CACHE/work/$v"
+  rm -rf "$root"; mkdir -p "$(dirname "$root")"
+  cp -a "$base" "$root"
+  customize "$v" "$root"
+  say "$v: mkfs.ext4 -d ($DISK_SIZE)"
+  rm -f "$IMAGES/$v.raw.tmp"
+  mkfs.ext4 -q -F -L e2e-root -d "$root" "$IMAGES/$v.raw.tmp" "$DISK_SIZE"
+  mv "$IMAGES/$v.raw.tmp" "$IMAGES/$v.raw"
+  cp "$root"/boot/vmlinuz-* "$IMAGES/vmlinuz"; cp "$root"/boot/initrd.img-* "$IMAGES/initrd.img"
+  echo "$key" > "$stamp"
+  rm -rf "$root"
+  say "$v: image built in $((SECONDS - t0))s -> $IMAGES/$v.raw"
+}
+
+customize() {
+  local v="$1" r="$2" g="$E2E_DIR/guest"
+  say "$v: installing containerd, runc, crictl, images and harness units"
+  install -d "$r/usr/local/bin" "$r/usr/local/lib/e2e" "$r/usr/local/share/e2e/images" "$r/etc/containerd" "$r/etc/e2e"
+  case "$v" in
+    c2)  install -m 755 "$BIN/containerd-2" "$r/usr/local/bin/containerd"
+         install -m 755 "$BIN/ctr-2" "$r/usr/local/bin/ctr"
+         install -m 644 "$g/containerd/config-c2.toml" "$r/etc/containerd/config.toml"
+         echo cgroupfs > "$r/etc/e2e/cgroup-driver" ;;
+    c17) install -m 755 "$BIN/containerd-1.7" "$r/usr/local/bin/containerd"
+         install -m 755 "$BIN/ctr-1.7" "$r/usr/local/bin/ctr"
+         install -m 644 "$g/containerd/config-c17.toml" "$r/etc/containerd/config.toml"
+         echo systemd > "$r/etc/e2e/cgroup-driver" ;;
+  esac
+  # containerd 1.7 and 2.x both drive this shim (ttrpc task API v2)
+  install -m 755 "$BIN/containerd-shim-runc-v2-2" "$r/usr/local/bin/containerd-shim-runc-v2"
+  install -m 755 "$BIN/crictl" "$r/usr/local/bin/crictl"
+  printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\nimage-endpoint: unix:///run/containerd/containerd.sock\ntimeout: 300\n' > "$r/etc/crictl.yaml"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\te2e-node\n10.0.2.100\te2e-server\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$r/etc/hosts"
+  echo e2e-node > "$r/etc/hostname"
+  : > "$r/etc/fstab"
+  "$E2E_DIR/mkoci.sh" "$r/usr/local/share/e2e/images/busybox.tar" docker.io/library/busybox:e2e '["/bin/sh"]'
+  "$E2E_DIR/mkoci.sh" "$r/usr/local/share/e2e/images/pause.tar" registry.k8s.io/pause:3.10 '["/bin/sleep","2147483647"]'
+  install -m 755 "$g"/bin/* "$r/usr/local/lib/e2e/"
+  install -m 644 "$g/units/kubelet.service" "$r/lib/systemd/system/kubelet.service"
+  local u
+  for u in "$g"/units/*.service; do
+    [[ "$(basename "$u")" == kubelet.service ]] && continue
+    install -m 644 "$u" "$r/etc/systemd/system/"
+  done
+  install -d "$r/etc/cloud/cloud.cfg.d"
+  install -m 644 "$g/cloud-e2e.cfg" "$r/etc/cloud/cloud.cfg.d/90-e2e.cfg"
+  chroot "$r" systemctl enable -q containerd.service kubelet.service e2e-seed.service e2e-net.service \
+    e2e-images.service e2e-aks-provision.service e2e-report.service
+  # quiet, quick boots: no login prompts, timers or scrubbers on the serial line
+  chroot "$r" systemctl mask -q serial-getty@ttyS0.service getty@tty1.service e2scrub_reap.service \
+    apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer \
+    systemd-timesyncd.service 2>/dev/null || true
+  # root can log in on the console when debugging a scenario by hand (no password)
+  chroot "$r" passwd -dq root 2>/dev/null || chroot "$r" passwd -d root >/dev/null
+}
+
+main() {
+  local vs=("$@")
+  [[ ${#vs[@]} -eq 0 ]] && vs=(c2 c17)
+  [[ $EUID -eq 0 ]] || die "build-image.sh needs root (debootstrap, chroot)"
+  local v; for v in "${vs[@]}"; do build_variant "$v"; done
+}
+main "$@"

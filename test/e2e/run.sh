@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# End-to-end: boots real Debian nodes in qemu (tcg) and shows a pod running in gVisor through
+# the CRI runtime handler runsc, with bin/gvisor-bootstrap doing the node setup.
+#
+#   test/e2e/run.sh              all scenarios (1-6), table at the end, non-zero on any failure
+#   test/e2e/run.sh --only 1,4   some scenarios (4 boots scenario 2's disk, so it runs 2 first)
+#   test/e2e/run.sh --only 0     harness self-test: runsc installed by hand, no product
+#   test/e2e/run.sh --demo       scenario 1 alone, narrated
+#
+# Scenarios (each a fresh boot of a qcow2 overlay of the cached image, unless said):
+#   1 scale-out   stock node + rendered customData (NoCloud seed); binary and release fetched
+#                 from a loopback server on the host (qemu guestfwd, restrict=on)
+#   2 baked       image provisioned by packer/scripts/*; no customData, no network
+#   3 rewrite     baked image; an AKS provisioning stand-in rm's and rewrites config.toml
+#                 (version = 2, v3 tables, no runsc), restarts containerd, then kubelet starts
+#   4 reboot      second boot of scenario 2's disk: no writes, no containerd restart
+#   5 badsum      customData pointing at a release whose checksums do not match: fail closed
+#   6 c17         scenario 1 on the containerd 1.7 node (Ubuntu 22.04 / AKS shape)
+# Serial logs: .cache/e2e/logs/. Settings: E2E_MEM (MiB, 3072), E2E_TIMEOUT (s per boot, 900),
+# E2E_QEMU_CPU (qemu -cpu, default qemu's), E2E_KEEP=1 keeps the overlays.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+source "$E2E_DIR/scenarios.sh"
+
+MEM="${E2E_MEM:-3072}"
+BOOT_TIMEOUT="${E2E_TIMEOUT:-900}"
+GVB="$REPO/bin/gvisor-bootstrap"
+
+DEMO=0 ONLY=""
+while (($#)); do
+  case "$1" in
+    --demo) DEMO=1 ;;
+    --only) ONLY="$2"; shift ;;
+    --only=*) ONLY="${1#--only=}" ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+
+if ((DEMO)); then scenarios=(1)
+elif [[ -n "$ONLY" ]]; then IFS=, read -ra scenarios <<<"$ONLY"
+else scenarios=(1 2 3 4 5 6); fi
+# scenario 4 is the second boot of scenario 2's disk
+if [[ " ${scenarios[*]} " == *" 4 "* && " ${scenarios[*]} " != *" 2 "* ]]; then
+  scenarios=(2 "${scenarios[@]}")
+fi
+for s in "${scenarios[@]}"; do [[ "$s" =~ ^[0-6]$ ]] || die "no scenario $s (0-6)"; done
+
+[[ $EUID -eq 0 ]] || die "run.sh needs root (debootstrap, chroot, mkfs -d)"
+for t in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 busybox sha512sum bzip2; do
+  command -v "$t" >/dev/null || die "missing $t (apt-get install qemu-system-x86 qemu-utils debootstrap e2fsprogs busybox-static bzip2)"
+done
+
+RUN_ID="$(date -u +%Y%m%dT%H%M%S)"
+RUN_DIR="$E2E_CACHE/runs/$RUN_ID"
+mkdir -p "$RUN_DIR"
+trap cleanup EXIT
+cleanup() {
+  stop_server
+  [[ "${E2E_KEEP:-0}" == 1 ]] || rm -rf "$RUN_DIR"/*.qcow2
+}
+
+# ---- images -------------------------------------------------------------------------------
+t0=$SECONDS
+need_variants=(c2)
+[[ " ${scenarios[*]} " == *" 6 "* ]] && need_variants+=(c17)
+narrate "Building (or reusing) the Debian guest image: ${need_variants[*]}"
+"$E2E_DIR/build-image.sh" "${need_variants[@]}"
+IMAGE_SECONDS=$((SECONDS - t0))
+say "images ready in ${IMAGE_SECONDS}s"
+
+# ---- loopback server ----------------------------------------------------------------------
+t0=$SECONDS
+narrate "Publishing the gVisor release (bucket layout) and the gvisor-bootstrap binary on a loopback server"
+make_www
+start_server
+SERVE_SECONDS=$((SECONDS - t0))
+
+# ---- scenarios ----------------------------------------------------------------------------
+declare -A R_RESULT R_TIME R_RESTARTS R_SAW R_NOTE
+for s in "${scenarios[@]}"; do
+  t0=$SECONDS
+  if "scenario_$s"; then R_RESULT[$s]=PASS; else R_RESULT[$s]=FAIL; fi
+  R_TIME[$s]=$((SECONDS - t0))
+  say "scenario $s: ${R_RESULT[$s]} in ${R_TIME[$s]}s — ${R_NOTE[$s]:-}"
+done
+
+# ---- table --------------------------------------------------------------------------------
+fails=0
+{
+  echo
+  printf 'e2e run %s   image build/reuse %ss, server %ss, logs in %s\n' "$RUN_ID" "$IMAGE_SECONDS" "$SERVE_SECONDS" "$LOGS"
+  printf '%-3s %-12s %-5s %6s %9s  %-34s %s\n' '#' scenario result time restarts 'kubelet stand-in saw at its start' notes
+  for s in "${scenarios[@]}"; do
+    [[ "${R_RESULT[$s]}" == PASS ]] || fails=$((fails + 1))
+    printf '%-3s %-12s %-5s %5ss %9s  %-34s %s\n' "$s" "${SCENARIO_NAME[$s]}" "${R_RESULT[$s]}" "${R_TIME[$s]}" \
+      "${R_RESTARTS[$s]:-?}" "${R_SAW[$s]:-?}" "${R_NOTE[$s]:-}"
+  done
+  echo
+  echo "$(( ${#scenarios[@]} - fails )) passed, $fails failed"
+} | tee "$LOGS/summary-$RUN_ID.txt"
+((fails == 0))
