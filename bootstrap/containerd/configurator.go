@@ -1,0 +1,313 @@
+package containerd
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+)
+
+// Configurator registers the runsc handler(s) in the node's containerd config.
+type Configurator struct {
+	Root       fsroot.Root
+	Containerd config.Containerd
+	Runsc      config.Runsc
+	Version    Version
+	Log        *slog.Logger
+}
+
+// FileChange is one node file to write (or, with Remove, delete).
+type FileChange struct {
+	// Path is the node path.
+	Path     string
+	Old, New []byte
+	Existed  bool
+	// Mode is the mode of a new file (an existing file keeps its own).
+	Mode   fs.FileMode
+	Remove bool
+	// Why says what the change is for ("register runsc", "runsc options", ...).
+	Why string
+}
+
+// Plan is what Apply will do.
+type Plan struct {
+	Dialect Dialect
+	Changes []FileChange
+	// RestartNeeded is set when containerd's effective config (the main file or
+	// the drop-in) changes. An options-file-only change needs no restart: the shim
+	// reads it for every new sandbox.
+	RestartNeeded bool
+	// Backup, when set, is written before any change: the pristine main config
+	// kept for uninstall.
+	Backup *FileChange
+	// SystemdCgroup reports that runc uses the systemd cgroup driver, so runsc
+	// was given systemd-cgroup = "true".
+	SystemdCgroup bool
+}
+
+// Changed reports whether applying the plan writes anything.
+func (p Plan) Changed() bool { return len(p.Changes) > 0 }
+
+func (c *Configurator) log() *slog.Logger {
+	if c.Log != nil {
+		return c.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// readNode reads a node file; a missing file is (nil, false, nil).
+func (c *Configurator) readNode(p string) ([]byte, bool, error) {
+	data, err := c.Root.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", c.Root.Path(p), err)
+	}
+	return data, true, nil
+}
+
+// wanted is the list of handlers the tool's config asks for.
+func (c *Configurator) wanted() []Handler {
+	w := []Handler{{Name: HandlerRunsc, OptionsPath: c.Containerd.RuntimeConfigPath}}
+	if c.Runsc.KVMHandler {
+		w = append(w, Handler{Name: HandlerRunscKVM, OptionsPath: kvmOptionsPath(c.Containerd.RuntimeConfigPath)})
+	}
+	return w
+}
+
+// change records a file write when the content differs.
+func (c *Configurator) change(p *Plan, path string, old []byte, existed bool, data []byte, mode fs.FileMode, why string) {
+	if existed && bytes.Equal(old, data) {
+		return
+	}
+	if existed {
+		mode = modeOf(c.Root, path)
+	}
+	p.Changes = append(p.Changes, FileChange{Path: path, Old: old, New: data, Existed: existed, Mode: mode, Why: why})
+}
+
+// removeOwned records the removal of a file this tool wrote (it carries our
+// marker); a foreign file of the same name is left alone.
+func (c *Configurator) removeOwned(p *Plan, path, why string) error {
+	old, existed, err := c.readNode(path)
+	if err != nil || !existed {
+		return err
+	}
+	if !bytes.Contains(old, []byte(markerPrefix)) {
+		c.log().Warn("leaving a file this tool did not write", "path", c.Root.Path(path), "why", why)
+		return nil
+	}
+	p.Changes = append(p.Changes, FileChange{Path: path, Old: old, Existed: true, Remove: true, Why: why})
+	return nil
+}
+
+// Plan computes every change without writing anything.
+func (c *Configurator) Plan() (Plan, error) {
+	var p Plan
+	if err := CheckSupported(c.Version); err != nil {
+		return p, err
+	}
+	cfgPath := c.Containerd.ConfigPath
+	old, existed, err := c.readNode(cfgPath)
+	if err != nil {
+		return p, err
+	}
+	doc, err := parseDocument(c.Root.Path(cfgPath), old)
+	if err != nil {
+		return p, err
+	}
+	d, err := detectDialect(doc, c.Version)
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+	}
+	p.Dialect = d
+	p.SystemdCgroup = runcSystemdCgroup(doc.tree, d)
+	wanted := c.wanted()
+	c.log().Debug("containerd config dialect", "path", cfgPath, "version", d.ConfigVersion, "tables", d.Plugin, "reason", d.Reason)
+
+	if err := c.planOptions(&p, wanted); err != nil {
+		return p, err
+	}
+
+	switch c.Containerd.Mode {
+	case "", "inplace":
+		out, changed, err := editHandlers(doc, d, wanted)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+		}
+		if changed {
+			c.change(&p, cfgPath, old, existed, out, 0o644, "register the runsc runtime handler")
+			p.RestartNeeded = true
+		}
+		if c.Containerd.DropinPath != "" {
+			if err := c.removeOwned(&p, c.Containerd.DropinPath, "in-place mode: the drop-in is no longer used"); err != nil {
+				return p, err
+			}
+			if n := len(p.Changes); n > 0 && p.Changes[n-1].Path == c.Containerd.DropinPath {
+				p.RestartNeeded = true
+			}
+		}
+	case "dropin":
+		if err := c.planDropin(&p, doc, d, old, existed, wanted); err != nil {
+			return p, err
+		}
+	default:
+		return p, fmt.Errorf("containerd mode %q: want inplace or dropin", c.Containerd.Mode)
+	}
+	if err := c.planBackup(&p, old, existed); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// planOptions writes each wanted handler's shim options file and removes the
+// second handler's file when that handler is turned off.
+func (c *Configurator) planOptions(p *Plan, wanted []Handler) error {
+	for _, h := range wanted {
+		platform := c.Runsc.Platform
+		if h.Name == HandlerRunscKVM {
+			platform = "kvm"
+		}
+		o, err := optionsFor(c.Root, c.Runsc, h.Name, platform, p.SystemdCgroup)
+		if err != nil {
+			return err
+		}
+		old, existed, err := c.readNode(h.OptionsPath)
+		if err != nil {
+			return err
+		}
+		c.change(p, h.OptionsPath, old, existed, o.render(), 0o644, fmt.Sprintf("runsc shim options for handler %q", h.Name))
+	}
+	if !c.Runsc.KVMHandler {
+		return c.removeOwned(p, kvmOptionsPath(c.Containerd.RuntimeConfigPath), "the runsc-kvm handler is turned off")
+	}
+	return nil
+}
+
+// planDropin puts the handlers in the drop-in, makes the root import it and
+// removes handler stanzas an earlier in-place run left in the root.
+func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte, existed bool, wanted []Handler) error {
+	cfgPath, dropin := c.Containerd.ConfigPath, c.Containerd.DropinPath
+	if dropin == "" {
+		return fmt.Errorf("--mode dropin needs containerd.dropin_path")
+	}
+	if !hasStatements(doc) {
+		// No root config: write one that only sets the version and the import.
+		d.ConfigVersion = newFileVersion(c.Version)
+		doc2, err := parseDocument("new config", append(append([]byte{}, old...), fmt.Sprintf("version = %d\n", d.ConfigVersion)...))
+		if err != nil {
+			return err
+		}
+		doc = doc2
+		p.Dialect = d
+	}
+	if err := checkDropinAllowed(c.Version, d.ConfigVersion); err != nil {
+		return err
+	}
+	root, _, err := editHandlers(doc, d, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+	}
+	rootDoc, err := parseDocument(c.Root.Path(cfgPath), root)
+	if err != nil {
+		return err
+	}
+	root, _, err = ensureImports(rootDoc, cfgPath, dropin, d.SingleQuotes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+	}
+	n := len(p.Changes)
+	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
+	oldDrop, dropExisted, err := c.readNode(dropin)
+	if err != nil {
+		return err
+	}
+	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d, wanted), 0o644, "register the runsc runtime handler (drop-in)")
+	p.RestartNeeded = len(p.Changes) > n
+	return nil
+}
+
+// Apply writes the plan: the backup first, then each file atomically (keeping an
+// existing file's mode and owner). A plan without changes writes nothing.
+func (c *Configurator) Apply(p Plan) error {
+	if p.Backup != nil && len(p.Changes) > 0 {
+		if err := c.Root.WriteFile(p.Backup.Path, p.Backup.New, fsroot.WriteOptions{Mode: 0o600}); err != nil {
+			return fmt.Errorf("keep a backup of the containerd config before changing it: %w", err)
+		}
+		c.log().Info("kept the original containerd config for uninstall", "backup", c.Root.Path(p.Backup.Path))
+	}
+	for _, ch := range p.Changes {
+		if ch.Remove {
+			if err := c.Root.Remove(ch.Path); err != nil {
+				return err
+			}
+			c.log().Info("removed", "path", c.Root.Path(ch.Path), "why", ch.Why)
+			continue
+		}
+		if err := c.Root.WriteFile(ch.Path, ch.New, fsroot.WriteOptions{Mode: ch.Mode}); err != nil {
+			return err
+		}
+		c.log().Info("wrote", "path", c.Root.Path(ch.Path), "why", ch.Why)
+	}
+	return nil
+}
+
+// Diff is a unified diff of every change, for --dry-run.
+func (p Plan) Diff() string {
+	var b strings.Builder
+	for _, ch := range p.Changes {
+		from, to := ch.Path, ch.Path
+		if !ch.Existed {
+			from = "/dev/null"
+		}
+		if ch.Remove {
+			to = "/dev/null"
+		}
+		d := difflib.UnifiedDiff{
+			A: difflib.SplitLines(string(ch.Old)), B: difflib.SplitLines(string(ch.New)),
+			FromFile: from, ToFile: to, Context: 3,
+		}
+		s, err := difflib.GetUnifiedDiffString(d)
+		if err != nil {
+			s = fmt.Sprintf("(cannot diff %s: %v)\n", ch.Path, err)
+		}
+		b.WriteString(s)
+		if len(ch.New) > 0 && ch.New[len(ch.New)-1] != '\n' || len(ch.Old) > 0 && ch.Old[len(ch.Old)-1] != '\n' {
+			b.WriteString("\\ No newline at end of file\n")
+		}
+	}
+	return b.String()
+}
+
+// HasRunsc reports whether a containerd config defines the runsc handler under any
+// CRI plugin table naming.
+func HasRunsc(data []byte) (bool, error) {
+	doc, err := parseDocument("containerd config", data)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range allFamilies {
+		if _, ok := lookup(doc.tree, f.Handler(HandlerRunsc)); ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// modeOf is a node file's permission bits (0 when missing).
+func modeOf(root fsroot.Root, p string) fs.FileMode {
+	st, err := os.Stat(root.Path(p))
+	if err != nil {
+		return 0
+	}
+	return st.Mode().Perm()
+}

@@ -1,0 +1,371 @@
+package containerd
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// The runsc runtime as containerd must see it.
+const (
+	RuntimeType    = "io.containerd.runsc.v1"
+	OptionsTypeURL = "io.containerd.runsc.v1.options"
+	// HandlerRunsc is the default handler; HandlerRunscKVM the optional second one.
+	HandlerRunsc    = "runsc"
+	HandlerRunscKVM = "runsc-kvm"
+)
+
+// managedHandlers are the runtime handler names this tool owns: their tables are
+// rewritten (or removed) wholesale.
+var managedHandlers = []string{HandlerRunsc, HandlerRunscKVM}
+
+// markerPrefix starts the comment placed above each handler block we write, so a
+// later edit removes the comment together with the block.
+const markerPrefix = "# Managed by gvisor-bootstrap:"
+
+// Handler is one runtime handler to register.
+type Handler struct {
+	Name string
+	// OptionsPath is the shim options file (ConfigPath), a node path.
+	OptionsPath string
+}
+
+// want is the handler's table as containerd's decoder sees it.
+func (h Handler) want() map[string]any {
+	return map[string]any{
+		"runtime_type": RuntimeType,
+		"options": map[string]any{
+			"TypeUrl":    OptionsTypeURL,
+			"ConfigPath": h.OptionsPath,
+		},
+	}
+}
+
+// textEdit replaces data[start:end] with text.
+type textEdit struct {
+	start, end int
+	text       string
+}
+
+// editHandlers returns the config with exactly the wanted handlers registered in
+// dialect d and every other managed handler gone, and whether that differs from
+// the input. When the file already holds exactly that, the input is returned
+// unchanged (no reformatting of our own block). Every result is checked: it parses,
+// holds the wanted handlers, and equals the input everywhere else.
+func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, error) {
+	if err := refuseUneditable(doc, d, wanted); err != nil {
+		return nil, false, err
+	}
+	if satisfied(doc.tree, d, wanted) {
+		return doc.data, false, nil
+	}
+	if !hasStatements(doc) && len(wanted) > 0 {
+		// Missing, empty or only comments: start a minimal config of the dialect's
+		// version, keeping any comments.
+		data := append([]byte{}, doc.data...)
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			data = append(data, '\n')
+		}
+		data = append(data, fmt.Sprintf("version = %d\n", d.ConfigVersion)...)
+		var err error
+		if doc, err = parseDocument("new config", data); err != nil {
+			return nil, false, err
+		}
+	}
+	_, hasRuntimes := lookup(doc.tree, d.RuntimesPath())
+	builtin := d.ListReplacesBuiltins && len(wanted) > 0 && !hasRuntimes
+	edits := removals(doc)
+	if len(wanted) > 0 {
+		edits = append(edits, insertion(doc, d, wanted, builtin, edits))
+	}
+	out := applyEdits(doc.data, edits)
+	if err := verifyEdit(doc.tree, out, d, wanted, builtin); err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
+}
+
+// refuseUneditable rejects files where a managed handler cannot be rewritten by
+// replacing whole statements: handler tables defined inside an inline table or an
+// array of tables, or an ancestor of the runtimes table assigned as a value (an
+// inline table cannot be extended afterwards).
+func refuseUneditable(doc *document, d Dialect, wanted []Handler) error {
+	for _, s := range doc.stmts {
+		for _, f := range allFamilies {
+			for _, name := range managedHandlers {
+				h := f.Handler(name)
+				_, present := lookup(doc.tree, h)
+				needed := f.Name == d.family.Name && len(wanted) > 0
+				if s.kind == unstable.ArrayTable && (hasPrefix(s.path, h[:len(h)-1]) || hasPrefix(h, s.path)) && (present || needed) {
+					return fmt.Errorf("line %d: %s is an array of tables, which containerd cannot read as runtimes; fix the file by hand", lineOf(doc.data, s.start), Header(s.path, false))
+				}
+				if s.kind == unstable.KeyValue && len(s.path) < len(h) && hasPrefix(h, s.path) && (present || needed) {
+					return fmt.Errorf("line %d: %s is written as an inline value (`%s = ...`), which cannot be extended safely; rewrite it as [table] sections and run again", lineOf(doc.data, s.start), dottedKey(s.path, false), dottedKey(s.path[len(s.table):], false))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// satisfied reports whether the tree already holds exactly the wanted handlers in
+// the dialect's family and no managed handler anywhere else.
+func satisfied(tree map[string]any, d Dialect, wanted []Handler) bool {
+	want := map[string]Handler{}
+	for _, h := range wanted {
+		want[h.Name] = h
+	}
+	for _, f := range allFamilies {
+		for _, name := range managedHandlers {
+			got, present := lookup(tree, f.Handler(name))
+			h, ok := want[name]
+			if f.Name == d.family.Name && ok {
+				if !present || !reflect.DeepEqual(got, h.want()) {
+					return false
+				}
+			} else if present {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isManaged reports whether path lies under a managed handler of any family.
+func isManaged(path []string) bool {
+	for _, f := range allFamilies {
+		for _, name := range managedHandlers {
+			if hasPrefix(path, f.Handler(name)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// removals returns the edits deleting every statement that defines keys under a
+// managed handler: whole [handler] sections (header to last key, with our marker
+// comment and the blank lines before it) and dotted keys reaching into a handler
+// from a parent table.
+func removals(doc *document) []textEdit {
+	var edits []textEdit
+	stmts := doc.stmts
+	for i := 0; i < len(stmts); i++ {
+		s := stmts[i]
+		if s.kind == unstable.KeyValue {
+			if isManaged(s.path) {
+				edits = append(edits, textEdit{start: s.start, end: s.end})
+			}
+			continue
+		}
+		end := sectionEnd(stmts, i)
+		if isManaged(s.path) {
+			edits = append(edits, textEdit{start: extendBack(doc.data, s.start), end: end})
+			for i+1 < len(stmts) && stmts[i+1].kind == unstable.KeyValue {
+				i++
+			}
+		}
+	}
+	return edits
+}
+
+// sectionEnd is the end of the last statement of the section that header i opens.
+func sectionEnd(stmts []statement, i int) int {
+	end := stmts[i].end
+	for j := i + 1; j < len(stmts) && stmts[j].kind == unstable.KeyValue; j++ {
+		end = stmts[j].end
+	}
+	return end
+}
+
+// extendBack moves a removal's start back over our marker comment and the blank
+// lines before the removed header, so that removing a block leaves no gap.
+func extendBack(data []byte, start int) int {
+	for start > 0 {
+		prev, _ := lineStart(data, start-1)
+		line := strings.TrimSpace(string(data[prev:start]))
+		if line != "" && !strings.HasPrefix(line, markerPrefix) {
+			break
+		}
+		start = prev
+	}
+	return start
+}
+
+// insertion places the wanted handlers after the last section under the
+// runtimes table (the usual home of runc), or at the end of the file.
+func insertion(doc *document, d Dialect, wanted []Handler, builtinRunc bool, removed []textEdit) textEdit {
+	runtimes := d.RuntimesPath()
+	at, indent, found := len(doc.data), "", false
+	for i, s := range doc.stmts {
+		if s.kind == unstable.KeyValue || !hasPrefix(s.path, runtimes) || isManaged(s.path) {
+			continue
+		}
+		at, found = sectionEnd(doc.stmts, i), true
+		if len(s.path) == len(runtimes)+1 || indent == "" {
+			indent = s.indent
+		}
+	}
+	if !found {
+		indent = ""
+	}
+	// An insertion point inside a removed span moves to that span's start.
+	for _, r := range removed {
+		if at > r.start && at < r.end {
+			at = r.start
+		}
+	}
+	var b strings.Builder
+	if at > 0 && doc.data[at-1] != '\n' {
+		b.WriteString("\n")
+	}
+	if at > 0 {
+		b.WriteString("\n")
+	}
+	if builtinRunc {
+		b.WriteString(builtinRuncBlock(d, indent))
+		b.WriteString("\n")
+	}
+	b.WriteString(handlerBlock(d, wanted, indent))
+	if at < len(doc.data) && doc.data[at] != '\n' && doc.data[at] != '\r' {
+		b.WriteString("\n")
+	}
+	return textEdit{start: at, end: at, text: b.String()}
+}
+
+// handlerBlock renders the wanted handlers in dialect d, indented like the
+// file's other runtimes.
+func handlerBlock(d Dialect, wanted []Handler, indent string) string {
+	inner := indent + "  "
+	optIndent := ""
+	if indent != "" {
+		optIndent = inner
+	}
+	str := func(s string) string {
+		if d.SingleQuotes && !strings.ContainsAny(s, "'\n\r") {
+			return "'" + s + "'"
+		}
+		return tomlString(s)
+	}
+	var b strings.Builder
+	for i, h := range wanted {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		path := d.HandlerPath(h.Name)
+		fmt.Fprintf(&b, "%s%s gVisor runtime handler %q; changes here are replaced on the next run.\n", indent, markerPrefix, h.Name)
+		fmt.Fprintf(&b, "%s%s\n", indent, Header(path, d.SingleQuotes))
+		fmt.Fprintf(&b, "%sruntime_type = %s\n", inner, str(RuntimeType))
+		fmt.Fprintf(&b, "%s%s\n", optIndent, Header(append(path, "options"), d.SingleQuotes))
+		fmt.Fprintf(&b, "%s  TypeUrl = %s\n", optIndent, str(OptionsTypeURL))
+		fmt.Fprintf(&b, "%s  ConfigPath = %s\n", optIndent, str(h.OptionsPath))
+	}
+	return b.String()
+}
+
+// applyEdits applies non-overlapping edits (insertions before deletions at the
+// same offset).
+func applyEdits(data []byte, edits []textEdit) []byte {
+	sort.SliceStable(edits, func(i, j int) bool {
+		if edits[i].start != edits[j].start {
+			return edits[i].start < edits[j].start
+		}
+		return edits[i].end-edits[i].start < edits[j].end-edits[j].start
+	})
+	var out []byte
+	pos := 0
+	for _, e := range edits {
+		if e.start < pos {
+			e.start = pos
+		}
+		if e.end < e.start {
+			e.end = e.start
+		}
+		out = append(out, data[pos:e.start]...)
+		out = append(out, e.text...)
+		pos = e.end
+	}
+	return append(out, data[pos:]...)
+}
+
+// verifyEdit proves an edit did what it must and nothing else: the result parses,
+// holds the wanted handlers in the dialect's family, and apart from managed
+// handlers equals the input key for key, value for value.
+func verifyEdit(before map[string]any, out []byte, d Dialect, wanted []Handler, builtinRunc bool) error {
+	doc, err := parseDocument("edited config", out)
+	if err != nil {
+		return fmt.Errorf("refusing the edit, its result does not parse (please report this file): %w", err)
+	}
+	if !satisfied(doc.tree, d, wanted) {
+		return fmt.Errorf("refusing the edit: the result does not register the runtimes as wanted (please report this file)")
+	}
+	a, b := withoutManaged(before), withoutManaged(doc.tree)
+	if builtinRunc {
+		// containerd 1.x's built-in runc, written out so that it survives.
+		runc := d.HandlerPath("runc")
+		if got, _ := lookup(b, runc); !reflect.DeepEqual(got, builtinRunc17()) {
+			return fmt.Errorf("refusing the edit: the built-in runc runtime was not written as wanted (please report this file)")
+		}
+		deletePath(b, runc)
+	}
+	if !cmp.Equal(a, b, cmpopts.EquateNaNs()) {
+		return fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
+	}
+	return nil
+}
+
+// withoutManaged returns a deep copy of tree without managed handlers; tables left
+// empty on the way to them are dropped too.
+func withoutManaged(tree map[string]any) map[string]any {
+	c := deepCopy(tree).(map[string]any)
+	for _, f := range allFamilies {
+		for _, name := range managedHandlers {
+			deletePath(c, f.Handler(name))
+		}
+	}
+	return c
+}
+
+func deletePath(m map[string]any, path []string) {
+	if len(path) == 0 {
+		return
+	}
+	if len(path) == 1 {
+		delete(m, path[0])
+		return
+	}
+	child, ok := m[path[0]].(map[string]any)
+	if !ok {
+		return
+	}
+	deletePath(child, path[1:])
+	if len(child) == 0 {
+		delete(m, path[0])
+	}
+}
+
+func deepCopy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		c := make(map[string]any, len(t))
+		for k, x := range t {
+			c[k] = deepCopy(x)
+		}
+		return c
+	case []any:
+		c := make([]any, len(t))
+		for i, x := range t {
+			c[i] = deepCopy(x)
+		}
+		return c
+	default:
+		return v
+	}
+}
+
+func lineOf(data []byte, off int) int { return strings.Count(string(data[:off]), "\n") + 1 }
