@@ -52,9 +52,9 @@ func (e *FetchError) Error() string {
 	}
 	tries := ""
 	if e.Attempts > 1 {
-		tries = fmt.Sprintf(" after %d attempts", e.Attempts)
+		tries = fmt.Sprintf(" (%d attempts)", e.Attempts)
 	}
-	return fmt.Sprintf("fetch %s: %s%s; %s", redact(e.URL), what, tries, e.fix())
+	return fmt.Sprintf("fetch %s%s: %s; %s", redact(e.URL), tries, what, e.fix())
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }

@@ -148,6 +148,8 @@ func TestPinnedDigests(t *testing.T) {
 	in2.Cfg.SHA512 = map[string]string{BundleName: pin}
 	e.srv.ResetLog()
 	_, err := in2.Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	var ce *ChecksumError
 	if !errors.As(err, &ce) || !ce.PinConflicts || !strings.Contains(err.Error(), "gvisor.tar.bz2.sha512") || !strings.Contains(err.Error(), pin) {
 		t.Fatalf("want a pin conflict naming the URL and digests, got %v", err)
@@ -197,6 +199,8 @@ func TestNotFound(t *testing.T) {
 	e.install(e.installer(rel1))
 	before := snapshot(t, e.root, false)
 	_, err := e.installer("20990101.0").Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "no gVisor release 20990101.0") || !strings.Contains(err.Error(), "--release") {
 		t.Fatalf("err %v", err)
 	}
@@ -213,6 +217,8 @@ func TestWrongArch(t *testing.T) {
 	in := e.installer(rel1)
 	in.Cfg.Arch = "aarch64"
 	_, err := in.Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "wrong architecture") || !strings.Contains(err.Error(), "aarch64") {
 		t.Fatalf("err %v", err)
 	}
@@ -221,11 +227,25 @@ func TestWrongArch(t *testing.T) {
 	}
 }
 
+func TestConnectionResetIsRetried(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddLoose(rel1, arch, releasetest.Script("runsc", rel1), releasetest.Script("shim", rel1))
+	p := releasetest.BasePath + "/" + rel1 + "/" + arch + "/runsc"
+	e.srv.SetFault(p, releasetest.Fault{Times: 2, Reset: true})
+	e.install(e.installer(rel1))
+	if n := e.srv.Count(p); n < 3 {
+		t.Errorf("runsc requested %d times, want at least 3 (two resets, then success)", n)
+	}
+	if !strings.Contains(e.logs.String(), "retrying") {
+		t.Errorf("no retry logged:\n%s", e.logs)
+	}
+}
+
 func TestServerErrorThenSuccessIsRetried(t *testing.T) {
 	e := newEnv(t)
 	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
 	p := releasetest.BasePath + "/" + rel1 + "/" + arch + "/gvisor.tar.bz2"
-	e.srv.SetFault(p, releasetest.Fault{Status: 2, Code: 503})
+	e.srv.SetFault(p, releasetest.Fault{Times: 2, Code: 503})
 	e.install(e.installer(rel1))
 	if n := e.srv.Count(p); n != 3 {
 		t.Errorf("bundle requested %d times, want 3 (two 503s, then success)", n)
@@ -233,9 +253,11 @@ func TestServerErrorThenSuccessIsRetried(t *testing.T) {
 	// More failures than retries: an error naming the URL and the attempts.
 	e2 := newEnv(t)
 	e2.srv.AddBundle(rel1, arch, bundleFiles(rel1))
-	e2.srv.SetFault(p, releasetest.Fault{Status: 100, Code: 500})
+	e2.srv.SetFault(p, releasetest.Fault{Code: 500})
 	_, err := e2.installer(rel1).Install(context.Background(), false)
-	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "after 3 attempts") || !strings.Contains(err.Error(), "gvisor.tar.bz2") {
+
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "(3 attempts)") || !strings.Contains(err.Error(), "gvisor.tar.bz2") {
 		t.Fatalf("err %v", err)
 	}
 }
@@ -257,6 +279,8 @@ func failedUpgrade(t *testing.T, fault releasetest.Fault, timeout time.Duration,
 	in.Cfg.Retries = wantAttempts - 1
 	in.Cfg.Timeout = config.Duration(timeout)
 	_, err := in.Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), wantErr) {
 		t.Fatalf("err %v, want %q", err, wantErr)
 	}
@@ -289,6 +313,8 @@ func TestChecksumMismatchNotRetried(t *testing.T) {
 	p := releasetest.BasePath + "/" + rel2 + "/" + arch + "/gvisor.tar.bz2"
 	e.srv.Put(p+".sha512", releasetest.SHA512Line([]byte("another bundle"), "gvisor.tar.bz2"))
 	_, err := e.installer(rel2).Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	var ce *ChecksumError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), releasetest.Digest([]byte("another bundle"))) {
 		t.Fatalf("err %v", err)
@@ -468,6 +494,8 @@ func TestFailureWritingStateRollsBack(t *testing.T) {
 	// pointing it through the same path is impossible, so the old state is
 	// gone: the installer must still restore the entry points it replaced.
 	_, err := in.Install(context.Background(), false)
+
+	t.Logf("error: %v", err)
 	if err == nil || !strings.Contains(err.Error(), "previous installation was restored") {
 		t.Fatalf("err %v", err)
 	}

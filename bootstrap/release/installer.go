@@ -260,7 +260,7 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 		d, err := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
 		if err == nil {
 			if _, err := extractBundle(filepath.Join(dl, BundleName), tree); err != nil {
-				return "", nil, fmt.Errorf("unpack %s from %s: %w; nothing was changed", BundleName, redact(w.source), err)
+				return "", nil, fmt.Errorf("unpack %s from %s: %w; nothing was changed (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
 			}
 			return LayoutBundle, map[string]string{BundleName: d}, nil
 		}
@@ -344,33 +344,40 @@ func isNotFound(err error) bool {
 // was built from the base URL it probes the other arch once, to tell a wrong
 // --arch from a wrong --release.
 func (i *Installer) missingRelease(ctx context.Context, f *fetcher, w want, bundleErr, looseErr error) error {
-	tried := fileURL(w.source, RunscName)
+	tried := redact(fileURL(w.source, RunscName))
 	if bundleErr != nil {
-		tried = fileURL(w.source, BundleName) + " and " + tried
+		tried = redact(fileURL(w.source, BundleName)) + " and " + tried
 	}
 	if i.Cfg.URL != "" {
-		return fmt.Errorf("no gVisor release at %s: the server has neither %s nor %s (not found: %s); check that --release-url points at one release's %s directory: %w",
-			redact(w.source), BundleName, RunscName, redact(tried), w.arch, looseErr)
+		return &missingError{looseErr, fmt.Sprintf("no gVisor release at %s: neither %s nor %s exists (tried %s); check that --release-url points at the directory of one release for %s",
+			redact(w.source), BundleName, RunscName, tried, w.arch)}
 	}
 	other := otherArch(w.arch)
-	cfg := i.Cfg
-	otherDir, err := SourceDir(cfg, other)
-	if err == nil {
+	if otherDir, err := SourceDir(i.Cfg, other); err == nil {
 		probe := &fetcher{client: f.client, timeout: f.timeout, retries: 0, backoff: f.backoff, log: f.log}
-		tmp, terr := os.MkdirTemp("", "gvisor-probe-")
-		if terr == nil {
+		if tmp, err := os.MkdirTemp("", "gvisor-probe-"); err == nil {
 			defer os.RemoveAll(tmp)
 			for _, n := range []string{BundleName + checksumSuffix, RunscName + checksumSuffix} {
 				if probe.fetch(ctx, fileURL(otherDir, n), filepath.Join(tmp, n), maxChecksumFile) == nil {
-					return fmt.Errorf("release %s has no %s build at %s, but has one for %s: wrong architecture; set --arch %s only if this node really is %s (this machine needs %s): %w",
-						w.release, w.arch, redact(w.source), other, other, other, w.arch, looseErr)
+					machine, _ := Arch(config.Release{})
+					return &missingError{looseErr, fmt.Sprintf("release %s is not published for %s (tried %s) but is for %s: wrong architecture; check --arch / release.arch (this machine is %s)",
+						w.release, w.arch, tried, other, machine)}
 				}
 			}
 		}
 	}
-	return fmt.Errorf("no gVisor release %s for %s at %s (not found: %s); check --release (e.g. %s) and --arch (x86_64 or aarch64): %w",
-		w.release, w.arch, redact(w.source), redact(tried), config.DefaultRelease, looseErr)
+	return &missingError{looseErr, fmt.Sprintf("no gVisor release %s for %s at %s (HTTP 404 for %s); check --release (e.g. %s) and --arch (x86_64 or aarch64)",
+		w.release, w.arch, redact(w.source), tried, config.DefaultRelease)}
 }
+
+// missingError keeps the underlying not-found FetchError for errors.As.
+type missingError struct {
+	err error
+	msg string
+}
+
+func (e *missingError) Error() string { return e.msg }
+func (e *missingError) Unwrap() error { return e.err }
 
 // hashTree hashes every staged file and checks pinned digests of runsc and the
 // shim (which, in a bundle, are checked in addition to the bundle's digest).

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/sha512"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,13 +24,18 @@ import (
 
 // Fault is what the server does instead of serving a path normally.
 type Fault struct {
-	// Status answers this many requests with Code (e.g. 2 x 500) before serving.
-	Status, Code int
+	// Times is how many requests misbehave before the path is served normally;
+	// 0 means every request.
+	Times int
+	// Code answers with this HTTP status (e.g. 500).
+	Code int
 	// Stall sends the headers and half the body, then stalls until the client
 	// goes away (or 30 s).
 	Stall bool
 	// Truncate announces the full Content-Length, sends half and closes.
 	Truncate bool
+	// Reset closes the connection with a TCP RST before answering.
+	Reset bool
 }
 
 // Server is a release bucket on loopback.
@@ -111,15 +117,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	data, ok := s.files[r.URL.Path]
 	f := s.faults[r.URL.Path]
 	var fault Fault
-	if f != nil {
+	if f != nil && f.Times >= 0 {
 		fault = *f
-		if f.Status > 0 {
-			f.Status--
+		if f.Times > 0 {
+			if f.Times--; f.Times == 0 {
+				f.Times = -1 // served normally from now on
+			}
 		}
 	}
 	s.mu.Unlock()
-	if fault.Status > 0 {
+	switch {
+	case fault.Code != 0:
 		http.Error(w, http.StatusText(fault.Code), fault.Code)
+		return
+	case fault.Reset:
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			if tcp, ok := conn.(*net.TCPConn); ok {
+				_ = tcp.SetLinger(0)
+			}
+			conn.Close()
+		}
 		return
 	}
 	if !ok {
