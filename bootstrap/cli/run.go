@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/pflag"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+)
+
+type runFlags struct {
+	gate, watch, deep bool
+	interval, resync  time.Duration
+	nodeFlags
+}
+
+func init() {
+	f := &runFlags{}
+	register(&Command{
+		Name:    "run",
+		Summary: "reconcile the node: install, configure, restart containerd only if needed, verify",
+		Usage:   "[flags]",
+		Long: `run is what systemd runs on every boot (gvisor-bootstrap.service), after every rewrite of
+containerd's config (gvisor-bootstrap.path) and before kubelet starts (--gate). It installs the
+pinned gVisor release unless it is already installed and intact, registers the runsc handler
+in containerd's config, restarts containerd only when its effective config changed and it is
+running, and verifies through the CRI that kubelet will find the runsc handler. If containerd
+does not come back serving runsc after a restart, the previous config is restored.
+
+Runs are serialised by a lock on /run/lock/gvisor-bootstrap.lock.
+
+Exit codes: 0 healthy (nothing changed), 10 repaired (changed and verified), 1 failed,
+2 bad input. With --gate, repaired exits 0, and a failure exits 0 only when the config says
+boot.on_failure = "continue".`,
+		Example: `  gvisor-bootstrap run                       # the boot-time reconcile
+  gvisor-bootstrap run --gate                # kubelet's ExecStartPre: fail closed
+  gvisor-bootstrap run --dry-run             # show the config diff, change nothing
+  gvisor-bootstrap run --root /host --watch  # the DaemonSet: reconcile, then watch for rewrites`,
+		Flags: func(fs *pflag.FlagSet) func(*Globals) error {
+			fs.BoolVar(&f.gate, "gate", false, "kubelet gate: containerd must be up and serving runsc; exit 0 only on a verified node (e.g. ExecStartPre=gvisor-bootstrap run --gate)")
+			fs.BoolVar(&f.watch, "watch", false, "after the first reconcile keep running and reconcile again whenever containerd's config changes (e.g. in the DaemonSet)")
+			fs.DurationVar(&f.interval, "watch-interval", 2*time.Second, "with --watch, how often to look at containerd's config (e.g. 2s)")
+			fs.DurationVar(&f.resync, "resync", 10*time.Minute, "with --watch, reconcile at least this often even without a change (e.g. 10m)")
+			fs.BoolVar(&f.deep, "deep", false, "re-hash the installed binaries instead of trusting their recorded fingerprint (e.g. --deep)")
+			f.nodeFlags.register(fs)
+			return func(g *Globals) error {
+				if f.deep {
+					g.Config.Boot.DeepVerify = true
+				}
+				return f.nodeFlags.apply(fs, g)
+			}
+		},
+		Run: func(ctx context.Context, g *Globals, args []string) (int, error) {
+			if len(args) > 0 {
+				return ExitUsage, usageErrorf("run takes no arguments, got %q", strings.Join(args, " "))
+			}
+			if f.watch {
+				return runWatch(ctx, g, f)
+			}
+			code, _ := runOnce(ctx, g, f)
+			notify(daemon.SdNotifyReady)
+			return code, nil
+		},
+	})
+}
+
+// runOnce reconciles, records and prints the result, and returns the exit code.
+func runOnce(ctx context.Context, g *Globals, f *runFlags) (int, reconcile.Report) {
+	log := g.logger()
+	r, err := newReconciler(ctx, g, log)
+	if err != nil {
+		rep := reconcile.Report{Outcome: reconcile.Failed, Start: time.Now(), Error: err.Error()}
+		return finishRun(g, f, rep), rep
+	}
+	r.Status = func(s string) { notify("STATUS=" + s) }
+	rep := r.Run(ctx, reconcile.Options{DryRun: g.DryRun, Gate: f.gate})
+	if !g.DryRun {
+		if _, err := reconcile.SaveRecord(g.Root, rep, installedRelease(g), g.Config.Metrics.TextfileDir); err != nil {
+			log.Warn("could not record the run", "error", err)
+		}
+	}
+	return finishRun(g, f, rep), rep
+}
+
+func finishRun(g *Globals, f *runFlags, rep reconcile.Report) int {
+	notify("STATUS=" + summary(rep))
+	g.Emit(rep, func(w io.Writer) {
+		if rep.Diff != "" {
+			fmt.Fprint(w, rep.Diff)
+		}
+		fmt.Fprintln(w, summary(rep))
+	})
+	switch rep.Outcome {
+	case reconcile.Healthy:
+		return ExitOK
+	case reconcile.Repaired:
+		if f.gate {
+			return ExitOK
+		}
+		return ExitRepaired
+	}
+	fmt.Fprintf(g.Stderr, "gvisor-bootstrap run: FAILED: %s\n", rep.Error)
+	if f.gate && g.Config.Boot.OnFailure == "continue" {
+		fmt.Fprintln(g.Stderr, "gvisor-bootstrap run: boot.on_failure = \"continue\": letting kubelet start on a node that CANNOT run gVisor pods")
+		return ExitOK
+	}
+	return ExitFailed
+}
+
+func summary(rep reconcile.Report) string {
+	var b strings.Builder
+	prefix := ""
+	if rep.DryRun {
+		prefix = "dry run: would be "
+	}
+	fmt.Fprintf(&b, "%s%s in %.1f ms", prefix, rep.Outcome, rep.DurationMS)
+	if rep.BinariesChange != "" {
+		fmt.Fprintf(&b, "; binaries: %s", rep.BinariesChange)
+	}
+	if rep.ConfigChange != "" {
+		fmt.Fprintf(&b, "; config: %s", rep.ConfigChange)
+	}
+	if rep.Restarts > 0 {
+		fmt.Fprintf(&b, "; containerd restarts: %d", rep.Restarts)
+	}
+	if rep.RolledBack {
+		b.WriteString("; previous config restored")
+	}
+	switch {
+	case rep.HandlerSeen:
+		b.WriteString("; CRI serves runsc")
+	case !rep.RuntimeChecked && rep.Outcome != reconcile.Failed && !rep.DryRun:
+		fmt.Fprintf(&b, "; runtime check deferred (containerd %s)", rep.Containerd)
+	}
+	return b.String()
+}
+
+// runWatch reconciles, then reconciles again whenever containerd's config file
+// changes (size, mtime, inode) or every resync period: the DaemonSet's loop, in place
+// of the `sleep infinity` such DaemonSets usually end with.
+func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
+	code, _ := runOnce(ctx, g, f)
+	notify(daemon.SdNotifyReady)
+	path := g.Root.Path(g.Config.Containerd.ConfigPath)
+	last := fingerprint(path)
+	lastRun := time.Now()
+	tick := time.NewTicker(f.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return code, nil
+		case <-tick.C:
+		}
+		now := fingerprint(path)
+		if now == last && time.Since(lastRun) < f.resync {
+			continue
+		}
+		if now != last {
+			g.logger().Info("containerd's config changed: reconciling", "path", path)
+		}
+		code, _ = runOnce(ctx, g, f)
+		last, lastRun = fingerprint(path), time.Now()
+	}
+}
+
+func fingerprint(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d/%d/%v", st.Size(), st.ModTime().UnixNano(), inode(st))
+}
+
+func notify(state string) { _, _ = daemon.SdNotify(false, state) }

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+)
+
+type verifyResult struct {
+	OK             bool                `json:"ok"`
+	Problems       []reconcile.Problem `json:"problems"`
+	RuntimeChecked bool                `json:"runtime_checked"`
+	RuntimeNote    string              `json:"runtime_note,omitempty"`
+}
+
+func init() {
+	var deep bool
+	var nf nodeFlags
+	register(&Command{
+		Name:    "verify",
+		Summary: "check the node without changing anything; exit 1 listing every problem",
+		Long: `verify checks the installed binaries (against the digests recorded at install; --deep
+re-hashes them), containerd's config (runsc registered with the right type and options, the
+options file, containerd new enough) and, when containerd answers on its CRI socket, that the
+CRI lists the runsc handler as kubelet sees it. Where no containerd answers (an image folder,
+containerd stopped) it says the runtime check did not run.`,
+		Example: `  gvisor-bootstrap verify
+  gvisor-bootstrap verify --deep --json
+  gvisor-bootstrap verify --root /mnt/image --containerd-version 2.1.3`,
+		Flags: func(fs *pflag.FlagSet) func(*Globals) error {
+			fs.BoolVar(&deep, "deep", false, "re-hash the binaries instead of trusting their recorded fingerprint (e.g. --deep)")
+			nf.register(fs)
+			return func(g *Globals) error { return nf.apply(fs, g) }
+		},
+		Run: func(ctx context.Context, g *Globals, args []string) (int, error) {
+			res := verifyNode(ctx, g, deep)
+			g.Emit(res, func(w io.Writer) { printVerify(w, res) })
+			if !res.OK {
+				return ExitFailed, nil
+			}
+			return ExitOK, nil
+		},
+	})
+}
+
+func verifyNode(ctx context.Context, g *Globals, deep bool) verifyResult {
+	log := g.logger()
+	var res verifyResult
+	bins := &binaries{inst: newInstaller(g, log), deep: g.Config.Boot.DeepVerify}
+	res.Problems = append(res.Problems, bins.Problems(deep)...)
+	if v, err := containerdVersion(ctx, g); err != nil {
+		res.Problems = append(res.Problems, reconcile.Problem{What: err.Error(), Fix: "pass --containerd-version"})
+	} else {
+		res.Problems = append(res.Problems, (&containerdConfig{c: newConfigurator(g, v, log)}).Problems()...)
+	}
+	st, note := runtimeStatus(ctx, g)
+	if note != "" {
+		res.RuntimeNote = note
+	} else {
+		res.RuntimeChecked = true
+		if !st.HasHandler(g.Config.Cluster.Handler) {
+			res.Problems = append(res.Problems, reconcile.Problem{
+				Path: g.Root.Path(g.Config.Containerd.Address),
+				What: fmt.Sprintf("the running containerd's CRI does not list the %q handler", g.Config.Cluster.Handler),
+				Fix:  "run `gvisor-bootstrap run` (it restarts containerd when its config registers runsc)",
+			})
+		}
+	}
+	res.OK = len(res.Problems) == 0
+	return res
+}
+
+// runtimeStatus asks the CRI; note says why the runtime check did not run.
+func runtimeStatus(ctx context.Context, g *Globals) (cri.Status, string) {
+	sock := g.Config.Containerd.Address
+	if !g.Root.Exists(sock) {
+		return cri.Status{}, fmt.Sprintf("runtime check did not run: no CRI socket at %s (containerd not running here)", g.Root.Path(sock))
+	}
+	rt, err := cri.Dial(g.Root, sock)
+	if err != nil {
+		return cri.Status{}, "runtime check did not run: " + err.Error()
+	}
+	defer rt.Close()
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := rt.Status(cctx)
+	if err != nil {
+		return cri.Status{}, "runtime check did not run: " + err.Error()
+	}
+	return st, ""
+}
+
+func printVerify(w io.Writer, res verifyResult) {
+	for _, p := range res.Problems {
+		fmt.Fprintf(w, "PROBLEM: %s", p.What)
+		if p.Path != "" {
+			fmt.Fprintf(w, " (%s)", p.Path)
+		}
+		if p.Fix != "" {
+			fmt.Fprintf(w, "\n  fix: %s", p.Fix)
+		}
+		fmt.Fprintln(w)
+	}
+	if res.RuntimeNote != "" {
+		fmt.Fprintln(w, "note: "+res.RuntimeNote)
+	}
+	if res.OK {
+		fmt.Fprintln(w, "ok: the node can run gVisor pods")
+	} else {
+		fmt.Fprintf(w, "%d problem(s)\n", len(res.Problems))
+	}
+}
+
+func dialCRI(g *Globals) (cri.Runtime, error) { return cri.Dial(g.Root, g.Config.Containerd.Address) }
