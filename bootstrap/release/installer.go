@@ -124,7 +124,7 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	if dryRun {
 		res.Changed = true
 		res.WouldFetch = i.plan(w)
-		i.log().Info("dry run: would install", "release", w.release, "arch", w.arch, "source", redact(w.source), "bin_dir", w.binDir, "reasons", res.Reasons)
+		i.log().Debug("dry run: would install", "release", w.release, "arch", w.arch, "source", redact(w.source), "bin_dir", w.binDir, "reasons", res.Reasons)
 		return res, nil
 	}
 
