@@ -273,7 +273,7 @@ func (p Plan) Diff() string {
 			to = "/dev/null"
 		}
 		d := difflib.UnifiedDiff{
-			A: difflib.SplitLines(string(ch.Old)), B: difflib.SplitLines(string(ch.New)),
+			A: splitLines(ch.Old), B: splitLines(ch.New),
 			FromFile: from, ToFile: to, Context: 3,
 		}
 		s, err := difflib.GetUnifiedDiffString(d)
@@ -281,11 +281,22 @@ func (p Plan) Diff() string {
 			s = fmt.Sprintf("(cannot diff %s: %v)\n", ch.Path, err)
 		}
 		b.WriteString(s)
-		if len(ch.New) > 0 && ch.New[len(ch.New)-1] != '\n' || len(ch.Old) > 0 && ch.Old[len(ch.Old)-1] != '\n' {
-			b.WriteString("\\ No newline at end of file\n")
-		}
 	}
 	return b.String()
+}
+
+// splitLines splits for difflib; an empty file has no lines at all.
+func splitLines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	} else {
+		lines[len(lines)-1] += "\n"
+	}
+	return lines
 }
 
 // HasRunsc reports whether a containerd config defines the runsc handler under any

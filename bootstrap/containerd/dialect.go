@@ -141,3 +141,12 @@ func newFileVersion(v Version) int {
 
 // hasStatements reports whether the file defines anything (comments do not count).
 func hasStatements(doc *document) bool { return len(doc.stmts) > 0 }
+
+// String names the dialect for people: "version 2 with cri.v1.runtime tables".
+func (d Dialect) String() string {
+	v := fmt.Sprintf("version %d", d.ConfigVersion)
+	if d.ConfigVersion == 0 {
+		v = "no version (read as 1)"
+	}
+	return fmt.Sprintf("%s with %s tables", v, d.Plugin)
+}
