@@ -31,14 +31,16 @@ func verifyRoot(t *testing.T) fsroot.Root {
 	if out, err := exec.Command("cp", "-a", hostUnits, root.Path("/usr/lib/systemd/system")).CombinedOutput(); err != nil {
 		t.Fatalf("copy host units: %v\n%s", err, out)
 	}
-	stubUnit := func(name, exe string) {
-		unit := "[Unit]\nDescription=stub " + name + "\n[Service]\nExecStart=" + exe + "\n[Install]\nWantedBy=multi-user.target\n"
+	// Stand-ins shaped like upstream's containerd.service and AKS's kubelet.service, so
+	// that verifying kubelet.service checks the whole boot chain for ordering cycles.
+	stubUnit := func(name, deps, exe string) {
+		unit := "[Unit]\nDescription=stub " + name + "\n" + deps + "\n[Service]\nExecStart=" + exe + "\n[Install]\nWantedBy=multi-user.target\n"
 		if err := root.WriteFile("/usr/lib/systemd/system/"+name, []byte(unit), fsroot.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	stubUnit("containerd.service", "/usr/bin/containerd")
-	stubUnit("kubelet.service", "/usr/bin/kubelet")
+	stubUnit("containerd.service", "After=network.target local-fs.target dbus.service", "/usr/bin/containerd")
+	stubUnit("kubelet.service", "Wants=network-online.target containerd.service\nAfter=network-online.target containerd.service", "/usr/bin/kubelet")
 	for _, exe := range []string{BinaryPath, "/usr/bin/containerd", "/usr/bin/kubelet"} {
 		if err := root.WriteFile(exe, []byte("#!/bin/sh\nexit 0\n"), fsroot.WriteOptions{Mode: 0o755}); err != nil {
 			t.Fatal(err)
@@ -71,7 +73,7 @@ func analyze(t *testing.T, root fsroot.Root, unitNames ...string) string {
 func TestUnitsVerify(t *testing.T) {
 	root := verifyRoot(t)
 	// kubelet.service is verified with our drop-in applied.
-	for _, u := range []string{BootUnit, RepairUnit, PathUnit, "kubelet.service"} {
+	for _, u := range []string{BootUnit, RepairUnit, PathUnit, "kubelet.service", "containerd.service"} {
 		if p := analyze(t, root, u); p != "" {
 			t.Errorf("systemd-analyze verify %s:\n%s", u, p)
 		}
@@ -87,6 +89,7 @@ func TestUnitsVerifyRejectsBroken(t *testing.T) {
 		{"bad service type", Dir + "/" + BootUnit, "Type=notify", "Type=notfy", BootUnit},
 		{"missing executable", Dir + "/" + RepairUnit, "ExecStart=/usr/local/bin/gvisor-bootstrap", "ExecStart=/usr/local/bin/no-such-tool", RepairUnit},
 		{"unknown key in path unit", Dir + "/" + PathUnit, "PathChanged=", "PathChangd=", PathUnit},
+		{"ordering cycle", Dir + "/" + BootUnit, "After=local-fs.target", "After=local-fs.target kubelet.service", "kubelet.service"},
 		{"drop-in is read", KubeletDropIn, "ExecStartPre=/usr/local/bin/gvisor-bootstrap", "ExecStartPre=/usr/local/bin/no-such-gate", "kubelet.service"},
 	}
 	for _, c := range cases {
