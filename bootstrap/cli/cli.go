@@ -67,8 +67,16 @@ func (e UsageError) Unwrap() error { return e.Err }
 
 func usageErrorf(format string, a ...any) error { return UsageError{fmt.Errorf(format, a...)} }
 
-// Main runs the command line and returns the process exit code.
+// Main runs the command line until it ends or SIGINT/SIGTERM, and returns the
+// process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return MainContext(ctx, args, stdout, stderr)
+}
+
+// MainContext is Main with the caller's context (tests cancel it).
+func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printTopUsage(stdout)
 		if len(args) == 0 {
@@ -121,8 +129,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return ExitUsage
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	code, err := cmd.Run(ctx, g, fs.Args())
 	if err != nil {
 		var ue UsageError

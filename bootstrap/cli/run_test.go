@@ -1,0 +1,132 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+)
+
+// syncBuffer is a bytes.Buffer safe for a goroutine writing while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func runMain(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb syncBuffer
+	code := MainContext(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func nodeArgs(root string, rel string, more ...string) []string {
+	return append([]string{"--root", root, "--release-url", "file://" + rel, "--containerd-version", "2.1.3"}, more...)
+}
+
+func TestRunExitCodesOnAFolderRoot(t *testing.T) {
+	root, rel := t.TempDir(), serveRelease(t)
+	code, out, errs := runMain(t, append([]string{"run"}, nodeArgs(root, rel, "--json")...)...)
+	if code != ExitRepaired {
+		t.Fatalf("first run exit %d, want %d (repaired)\n%s\n%s", code, ExitRepaired, out, errs)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep["outcome"] != "repaired" || rep["runtime_checked"] != false {
+		t.Fatalf("json %v: %s", err, out)
+	}
+	code, out, _ = runMain(t, append([]string{"run"}, nodeArgs(root, rel)...)...)
+	if code != ExitOK || !strings.Contains(out, "healthy") || !strings.Contains(out, "runtime check deferred") {
+		t.Fatalf("second run exit %d: %s", code, out)
+	}
+	code, out, _ = runMain(t, append([]string{"verify"}, nodeArgs(root, rel)...)...)
+	if code != ExitOK || !strings.Contains(out, "runtime check did not run") {
+		t.Fatalf("verify exit %d: %s", code, out)
+	}
+	code, out, _ = runMain(t, append([]string{"status", "--json"}, nodeArgs(root, rel)...)...)
+	var st statusView
+	if err := json.Unmarshal([]byte(out), &st); err != nil || code != 0 || st.Release == "" || !st.HandlerInFile || st.LastRun == nil || st.HandlerInCRI != nil {
+		t.Fatalf("status %d %v: %s", code, err, out)
+	}
+}
+
+func TestVerifyListsEveryProblem(t *testing.T) {
+	root, rel := t.TempDir(), serveRelease(t)
+	code, out, _ := runMain(t, append([]string{"verify"}, nodeArgs(root, rel)...)...)
+	if code != ExitFailed {
+		t.Fatalf("verify on an empty node exit %d: %s", code, out)
+	}
+	for _, want := range []string{"runsc", "config"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestRunGateFailsClosedUnlessContinue(t *testing.T) {
+	root := t.TempDir()
+	bad := t.TempDir() // an empty release dir: nothing to install
+	code, _, errs := runMain(t, append([]string{"run", "--gate"}, nodeArgs(root, bad)...)...)
+	if code != ExitFailed || !strings.Contains(errs, "FAILED") {
+		t.Fatalf("gate exit %d: %s", code, errs)
+	}
+	r := fsroot.New(root)
+	if err := r.WriteFile("/etc/gvisor-bootstrap/config.toml", []byte("[boot]\non_failure = \"continue\"\n"), fsroot.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runMain(t, append([]string{"run", "--gate"}, nodeArgs(root, bad)...)...)
+	if code != ExitOK || !strings.Contains(errs, "CANNOT run gVisor pods") {
+		t.Fatalf("gate with on_failure=continue exit %d: %s", code, errs)
+	}
+}
+
+func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
+	root, rel := t.TempDir(), serveRelease(t)
+	r := fsroot.New(root)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- MainContext(ctx, append([]string{"run", "--watch", "--watch-interval", "20ms"}, nodeArgs(root, rel)...), &out, &errb)
+	}()
+	waitFor(t, func() bool { b, _ := r.ReadFile("/etc/containerd/config.toml"); ok, _ := containerd.HasRunsc(b); return ok })
+	// Azure's provisioning deletes and rewrites the file without runsc.
+	if err := os.Remove(r.Path("/etc/containerd/config.toml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.Path("/etc/containerd/config.toml"), []byte("version = 2\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { b, _ := r.ReadFile("/etc/containerd/config.toml"); ok, _ := containerd.HasRunsc(b); return ok })
+	b, _ := r.ReadFile("/etc/containerd/config.toml")
+	if !strings.Contains(string(b), `default_runtime_name = "runc"`) || !strings.Contains(string(b), `"io.containerd.cri.v1.runtime".containerd.runtimes.runsc`) {
+		t.Fatalf("rewritten file not repaired in its own dialect:\n%s", b)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("--watch did not stop on cancel")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
