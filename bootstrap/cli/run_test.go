@@ -20,8 +20,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func runMain(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
@@ -99,7 +103,11 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 	go func() {
 		done <- MainContext(ctx, append([]string{"run", "--watch", "--watch-interval", "20ms"}, nodeArgs(root, rel)...), &out, &errb)
 	}()
-	waitFor(t, func() bool { b, _ := r.ReadFile("/etc/containerd/config.toml"); ok, _ := containerd.HasRunsc(b); return ok })
+	waitFor(t, func() bool {
+		b, _ := r.ReadFile("/etc/containerd/config.toml")
+		ok, _ := containerd.HasRunsc(b)
+		return ok
+	})
 	// Azure's provisioning deletes and rewrites the file without runsc.
 	if err := os.Remove(r.Path("/etc/containerd/config.toml")); err != nil {
 		t.Fatal(err)
@@ -107,7 +115,11 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 	if err := os.WriteFile(r.Path("/etc/containerd/config.toml"), []byte("version = 2\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { b, _ := r.ReadFile("/etc/containerd/config.toml"); ok, _ := containerd.HasRunsc(b); return ok })
+	waitFor(t, func() bool {
+		b, _ := r.ReadFile("/etc/containerd/config.toml")
+		ok, _ := containerd.HasRunsc(b)
+		return ok
+	})
 	b, _ := r.ReadFile("/etc/containerd/config.toml")
 	if !strings.Contains(string(b), `default_runtime_name = "runc"`) || !strings.Contains(string(b), `"io.containerd.cri.v1.runtime".containerd.runtimes.runsc`) {
 		t.Fatalf("rewritten file not repaired in its own dialect:\n%s", b)
