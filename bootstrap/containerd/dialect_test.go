@@ -15,13 +15,13 @@ import (
 
 func TestParseVersion(t *testing.T) {
 	for in, want := range map[string]string{
-		"containerd github.com/containerd/containerd/v2 v2.3.7 3a4b5c6d":                        "2.3.7",
-		"containerd github.com/containerd/containerd 1.7.35+unknown ":                            "1.7.35",
-		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3":           "1.6.20",
-		"containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da":             "1.7.27",
-		"v1.7.35":                                                                               "1.7.35",
-		"1.7.35":                                                                                "1.7.35",
-		"2.1.4\n":                                                                               "2.1.4",
+		"containerd github.com/containerd/containerd/v2 v2.3.7 3a4b5c6d":              "2.3.7",
+		"containerd github.com/containerd/containerd 1.7.35+unknown ":                 "1.7.35",
+		"containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3": "1.6.20",
+		"containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da":    "1.7.27",
+		"v1.7.35": "1.7.35",
+		"1.7.35":  "1.7.35",
+		"2.1.4\n": "2.1.4",
 	} {
 		v, err := ParseVersion(in)
 		if err != nil || v.String() != want {
