@@ -553,3 +553,23 @@ func TestDryRunChangesNothing(t *testing.T) {
 		t.Errorf("dry run wrote: %v", err)
 	}
 }
+
+// A mirror URL with a credential in its query (an Azure SAS token): it is sent
+// with every file, never written to the state or the log, and a rotated token
+// is not a reason to reinstall.
+func TestSourceWithTokenIsNotRecorded(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	in := e.installer(rel1)
+	in.Cfg.URL = e.srv.DirURL(rel1, arch) + "?sv=2024&sig=SECRET1"
+	e.install(in)
+	data, _ := os.ReadFile(e.root.Path(StatePath))
+	if strings.Contains(string(data), "SECRET") || strings.Contains(e.logs.String(), "SECRET") {
+		t.Errorf("token leaked:\n%s\n%s", data, e.logs)
+	}
+	e.srv.ResetLog()
+	in.Cfg.URL = e.srv.DirURL(rel1, arch) + "?sv=2024&sig=SECRET2"
+	if res := e.install(in); res.Changed || len(e.srv.Requests()) != 0 {
+		t.Errorf("rotated token caused a reinstall")
+	}
+}

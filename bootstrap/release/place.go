@@ -112,7 +112,7 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 	}
 
 	st := State{
-		Release: w.release, Arch: w.arch, Layout: layout, Source: w.source, BinDir: w.binDir,
+		Release: w.release, Arch: w.arch, Layout: layout, Source: redact(w.source), BinDir: w.binDir,
 		InstalledAt: time.Now().UTC(),
 		Dir:         nodeJoin(w.binDir, name),
 		Links:       map[string]string{},

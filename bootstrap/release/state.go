@@ -21,7 +21,9 @@ type State struct {
 	Release string `json:"release"`
 	Arch    string `json:"arch"`
 	Layout  string `json:"layout"`
-	// Source is the release directory URL the files came from.
+	// Source is the release directory URL the files came from, its query (an
+	// Azure SAS token is a credential) redacted: the state file is world-readable,
+	// and a rotated token must not force a reinstall.
 	Source      string    `json:"source"`
 	BinDir      string    `json:"bin_dir"`
 	InstalledAt time.Time `json:"installed_at"`

@@ -34,10 +34,10 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 	}
 	runsc := nodeJoin(w.binDir, RunscName)
 	var ps []Problem
-	if st.Release != w.release || st.Arch != w.arch || st.Source != w.source || st.BinDir != w.binDir {
+	if st.Release != w.release || st.Arch != w.arch || st.Source != redact(w.source) || st.BinDir != w.binDir {
 		ps = append(ps, Problem{Path: runsc,
 			What: fmt.Sprintf("installed release %s (%s, from %s, in %s) but the configuration wants %s (%s, from %s, in %s)",
-				st.Release, st.Arch, redact(st.Source), st.BinDir, w.release, w.arch, redact(w.source), w.binDir),
+				st.Release, st.Arch, st.Source, st.BinDir, w.release, w.arch, redact(w.source), w.binDir),
 			Fix: fixInstall})
 		return ps
 	}
