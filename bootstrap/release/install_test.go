@@ -573,3 +573,57 @@ func TestSourceWithTokenIsNotRecorded(t *testing.T) {
 		t.Errorf("rotated token caused a reinstall")
 	}
 }
+
+// A crash between the shim's and runsc's swaps: runsc and its sidecars still
+// come from one release, the state still describes it, verify says what is
+// off, and the next install finishes the job and cleans up after the crash.
+func TestCrashBetweenSwaps(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	e.srv.AddBundle(rel2, arch, bundleFiles(rel2))
+	r1 := e.install(e.installer(rel1))
+
+	testHookAfterSwap = func(name string) {
+		if name == ShimName {
+			panic("simulated crash")
+		}
+	}
+	func() {
+		defer func() { _ = recover() }()
+		_, _ = e.installer(rel2).Install(context.Background(), false)
+	}()
+	testHookAfterSwap = nil
+
+	real, _ := filepath.EvalSymlinks(e.root.Path(bin + "/runsc"))
+	if real != e.root.Path(r1.Dir+"/runsc") {
+		t.Fatalf("runsc resolves to %s", real)
+	}
+	out, _ := execOutput(filepath.Join(filepath.Dir(real), "gvisor-bin", "checkpointgofer"))
+	if !strings.Contains(out, rel1) {
+		t.Errorf("runsc of %s sits beside sidecars saying %q", rel1, out)
+	}
+	if st, _ := LoadState(e.root); st.Release != rel1 {
+		t.Errorf("state says %s", st.Release)
+	}
+	ps := e.installer(rel1).Verify(false)
+	if len(ps) == 0 {
+		t.Error("verify found nothing after a half-finished upgrade")
+	}
+	for _, p := range ps {
+		t.Logf("verify: %s", p)
+	}
+
+	r2 := e.install(e.installer(rel2))
+	if ps := e.installer(rel2).Verify(true); len(ps) != 0 {
+		t.Errorf("after finishing: %v", ps)
+	}
+	entries, _ := os.ReadDir(e.root.Path(bin))
+	var names []string
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	want := []string{"containerd-shim-runsc-v1", "gvisor-bin", filepath.Base(r1.Dir), filepath.Base(r2.Dir), "runsc"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("bin dir after recovery (-want +got):\n%s", diff)
+	}
+}

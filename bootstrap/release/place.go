@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,6 +109,9 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 		if err := swapIn(binDir, s); err != nil {
 			return fail(err)
 		}
+		if testHookAfterSwap != nil {
+			testHookAfterSwap(s.name)
+		}
 	}
 	if err := fsroot.SyncDir(binDir); err != nil {
 		return fail(err)
@@ -151,13 +157,7 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 			os.Remove(link)
 		}
 	}
-	for _, d := range []string{old.Previous, old.Dir} {
-		if d != "" && d != st.Dir && d != st.Previous && ownedDir(w.binDir, d) {
-			if err := os.RemoveAll(i.Root.Path(d)); err != nil {
-				i.log().Warn("could not remove an old release directory", "dir", d, "error", err)
-			}
-		}
-	}
+	removeOldReleases(binDir, st, i.log())
 	return st, nil
 }
 
@@ -223,6 +223,30 @@ func rollback(binDir string, swaps []*swap) {
 		}
 	}
 	_ = fsroot.SyncDir(binDir)
+}
+
+// testHookAfterSwap lets tests stop the process between two swaps (a crash).
+var testHookAfterSwap func(name string)
+
+// releaseDirName matches the directories versionDirName makes.
+var releaseDirName = regexp.MustCompile(`^gvisor\.[A-Za-z0-9._-]+-[0-9a-f]{12}(\.[0-9a-z]+)?$`)
+
+// removeOldReleases keeps the installed release and the previous one and removes
+// every other release directory, including one a crashed install left behind.
+func removeOldReleases(binDir string, st State, log *slog.Logger) {
+	keep := map[string]bool{path.Base(st.Dir): true}
+	if st.Previous != "" {
+		keep[path.Base(st.Previous)] = true
+	}
+	entries, _ := os.ReadDir(binDir)
+	for _, e := range entries {
+		if !e.IsDir() || keep[e.Name()] || !releaseDirName.MatchString(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(binDir, e.Name())); err != nil {
+			log.Warn("could not remove an old release directory", "dir", filepath.Join(binDir, e.Name()), "error", err)
+		}
+	}
 }
 
 // ownedDir reports whether a node path is one of this tool's release directories.
