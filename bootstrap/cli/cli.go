@@ -77,6 +77,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // MainContext is Main with the caller's context (tests cancel it).
 func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	args = commandFirst(args)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printTopUsage(stdout)
 		if len(args) == 0 {
@@ -182,4 +183,26 @@ func printCommandUsage(w io.Writer, c *Command, fs *pflag.FlagSet) {
 	if c.Example != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(c.Example, "\n"))
 	}
+}
+
+// commandFirst moves the command name to the front so that global flags may come
+// before it: `gvisor-bootstrap --root /host run` equals `gvisor-bootstrap run --root /host`.
+func commandFirst(args []string) []string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return args
+		case a == "--root" || a == "--config":
+			i++ // the flag's value
+		case strings.HasPrefix(a, "-"):
+		default:
+			if i == 0 {
+				return args
+			}
+			out := append([]string{a}, args[:i]...)
+			return append(out, args[i+1:]...)
+		}
+	}
+	return args
 }

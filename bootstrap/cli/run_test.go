@@ -142,3 +142,20 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestGlobalFlagsMayPrecedeTheCommand(t *testing.T) {
+	for _, tc := range []struct{ in, want []string }{
+		{[]string{"--root", "/host", "run", "--gate"}, []string{"run", "--root", "/host", "--gate"}},
+		{[]string{"--json", "--config=/x.toml", "status"}, []string{"status", "--json", "--config=/x.toml"}},
+		{[]string{"run", "--root", "/host"}, []string{"run", "--root", "/host"}},
+		{[]string{"--root", "/host"}, []string{"--root", "/host"}},
+	} {
+		if got := commandFirst(tc.in); strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("commandFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	code, out, _ := runMain(t, "--json", "version")
+	if code != ExitOK || !strings.Contains(out, `"version"`) {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}

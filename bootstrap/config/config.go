@@ -194,6 +194,25 @@ func Load(root fsroot.Root, nodePath string) (Config, error) {
 
 // Decode decodes TOML onto cfg (which holds defaults), strictly.
 func Decode(data []byte, cfg *Config) error {
+	// go-toml merges a table into a non-empty map; a map the file sets must replace
+	// the default instead (a node_selector without the default gvisor=enabled key).
+	var raw map[string]any
+	if err := toml.Unmarshal(data, &raw); err == nil {
+		for _, m := range []struct {
+			section, key string
+			clear        func()
+		}{
+			{"release", "sha512", func() { cfg.Release.SHA512 = nil }},
+			{"runsc", "flags", func() { cfg.Runsc.Flags = nil }},
+			{"cluster", "node_selector", func() { cfg.Cluster.NodeSelector = nil }},
+		} {
+			if sec, ok := raw[m.section].(map[string]any); ok {
+				if _, set := sec[m.key]; set {
+					m.clear()
+				}
+			}
+		}
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(cfg)

@@ -120,3 +120,17 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestMapInFileReplacesDefaultMap(t *testing.T) {
+	cfg, err := Load(write(t, "[cluster.node_selector]\n\"agentpool\" = \"sandbox\"\n"), DefaultPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Cluster.NodeSelector) != 1 || cfg.Cluster.NodeSelector["agentpool"] != "sandbox" {
+		t.Fatalf("node_selector merged with the default: %v", cfg.Cluster.NodeSelector)
+	}
+	cfg, _ = Load(write(t, "[release]\nversion = \"20260727.0\"\n"), DefaultPath)
+	if cfg.Cluster.NodeSelector["gvisor"] != "enabled" {
+		t.Fatalf("default node_selector lost when the file does not set it: %v", cfg.Cluster.NodeSelector)
+	}
+}

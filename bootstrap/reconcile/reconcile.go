@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -71,6 +72,8 @@ type Report struct {
 	Problems       []Problem `json:"problems,omitempty"`
 	Error          string    `json:"error,omitempty"`
 	DryRun         bool      `json:"dry_run,omitempty"`
+
+	configAfter string // containerd's config file as this run left it
 }
 
 func (r *Reconciler) status(msg string) {
@@ -96,9 +99,41 @@ func Lock(ctx context.Context, root fsroot.Root) (func(), error) {
 
 // Run reconciles the node once.
 func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
-	rep := r.run(ctx, opt)
-	rep.DurationMS = float64(time.Since(rep.Start).Microseconds()) / 1000
+	start := time.Now()
+	var rep Report
+	restarts, repaired := 0, false
+	// Another agent may rewrite containerd's config while a run is in progress
+	// (Azure's provisioning does it on reimage); a path-unit trigger fired then is
+	// merged into the running job and lost. So a run that finds the file changed
+	// behind it goes again, a bounded number of times.
+	for attempt := 1; ; attempt++ {
+		rep = r.run(ctx, opt)
+		restarts += rep.Restarts
+		repaired = repaired || rep.Outcome == Repaired
+		if opt.DryRun || rep.Outcome == Failed || attempt == 3 || fileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath)) == rep.configAfter {
+			break
+		}
+		r.Log.Warn("containerd's config was rewritten during the run: reconciling again", "path", r.Root.Path(r.Cfg.Containerd.ConfigPath))
+	}
+	rep.Restarts, rep.Start = restarts, start
+	if repaired && rep.Outcome == Healthy {
+		rep.Outcome = Repaired
+	}
+	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return rep
+}
+
+// fileFingerprint changes whenever the file is written or replaced.
+func fileFingerprint(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "missing"
+	}
+	ino := uint64(0)
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		ino = s.Ino
+	}
+	return fmt.Sprintf("%d/%d/%d", st.Size(), st.ModTime().UnixNano(), ino)
 }
 
 func (r *Reconciler) run(ctx context.Context, opt Options) Report {
@@ -129,6 +164,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 		return fail(fmt.Errorf("configure containerd: %w", err))
 	}
 	rep.ConfigChange, rep.Diff = change.Summary, change.Diff
+	rep.configAfter = fileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath))
 
 	if opt.DryRun {
 		rep.Outcome = Healthy

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -292,5 +294,34 @@ func TestRecordAndMetrics(t *testing.T) {
 	got, err := LoadRecord(root)
 	if err != nil || got.Outcome != Repaired || got.Release != "20260914.0" {
 		t.Fatalf("%+v %v", got, err)
+	}
+}
+
+func TestConfigRewrittenDuringRunIsReconciledAgain(t *testing.T) {
+	n := newNode(t, true, true, true)
+	path := n.r.Root.Path(n.r.Cfg.Containerd.ConfigPath)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Provisioning rewrites the file (without runsc) after the first run's
+	// configure step, while that run talks to systemd.
+	rewritten := false
+	n.r.Systemd = func(context.Context) (systemd.Manager, error) {
+		if !rewritten {
+			rewritten = true
+			_ = os.WriteFile(path, []byte("version = 2\n# rewritten by provisioning\n"), 0o644)
+			n.conf.mu.Lock()
+			n.conf.has, n.conf.change = false, ConfigChange{Changed: true, RestartNeeded: true}
+			n.conf.mu.Unlock()
+		} else {
+			n.conf.mu.Lock()
+			n.conf.change = ConfigChange{}
+			n.conf.mu.Unlock()
+		}
+		return n.sd, nil
+	}
+	rep := n.r.Run(context.Background(), Options{})
+	if n.conf.ensureCalled != 2 || rep.Outcome != Repaired || !n.conf.FileHasRunsc() || rep.Restarts != 1 {
+		t.Fatalf("ensure called %d times, %+v", n.conf.ensureCalled, rep)
 	}
 }
