@@ -225,13 +225,14 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
+	// The drop-in is written before the root that imports it.
 	n := len(p.Changes)
-	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
 	oldDrop, dropExisted, err := c.readNode(dropin)
 	if err != nil {
 		return err
 	}
 	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d, wanted), 0o644, "register the runsc runtime handler (drop-in)")
+	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
 	p.RestartNeeded = len(p.Changes) > n
 	return nil
 }

@@ -105,7 +105,7 @@ func ensureImports(doc *document, rootPath, p string, single bool) ([]byte, bool
 		if at > 0 && doc.data[at-1] != '\n' {
 			text = "\n" + text
 		}
-		e = textEdit{start: at, end: at, text: text}
+		e = textEdit{start: at, end: at, text: matchLineEnds(doc.data, text)}
 	}
 	out := applyEdits(doc.data, []textEdit{e})
 	after, err := parseDocument("edited config", out)

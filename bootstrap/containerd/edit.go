@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 	"sort"
@@ -235,7 +236,16 @@ func insertion(doc *document, d Dialect, wanted []Handler, builtinRunc bool, rem
 	if at < len(doc.data) && doc.data[at] != '\n' && doc.data[at] != '\r' {
 		b.WriteString("\n")
 	}
-	return textEdit{start: at, end: at, text: b.String()}
+	return textEdit{start: at, end: at, text: matchLineEnds(doc.data, b.String())}
+}
+
+// matchLineEnds writes inserted text with the file's own line ends (CRLF files
+// stay CRLF).
+func matchLineEnds(data []byte, text string) string {
+	if bytes.Contains(data, []byte("\r\n")) {
+		return strings.ReplaceAll(text, "\n", "\r\n")
+	}
+	return text
 }
 
 // handlerBlock renders the wanted handlers in dialect d, indented like the

@@ -28,6 +28,7 @@ var fieldConfigs = []struct {
 	{"stale-dotted-v3.toml", []string{"containerd-2"}},
 	{"legacy-v1.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"no-runtimes-v2.toml", []string{"containerd-1.7", "containerd-2"}},
+	{"crlf-default-1.7.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"empty.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"", []string{"containerd-1.7", "containerd-2"}},
 }
