@@ -233,7 +233,17 @@ func insertion(doc *document, d Dialect, wanted []Handler, builtinRunc bool, rem
 		b.WriteString("\n")
 	}
 	b.WriteString(handlerBlock(d, wanted, indent))
-	if at < len(doc.data) && doc.data[at] != '\n' && doc.data[at] != '\r' {
+	// Separate the block from what follows it once the removals are done.
+	next := at
+	for moved := true; moved; {
+		moved = false
+		for _, r := range removed {
+			if r.start == next && r.end > next {
+				next, moved = r.end, true
+			}
+		}
+	}
+	if next < len(doc.data) && doc.data[next] != '\n' && doc.data[next] != '\r' {
 		b.WriteString("\n")
 	}
 	return textEdit{start: at, end: at, text: matchLineEnds(doc.data, b.String())}

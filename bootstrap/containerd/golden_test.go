@@ -25,6 +25,10 @@ func TestGolden(t *testing.T) {
 		{"no-runtimes-v2.toml", "1.7.35", "inplace"},
 		{"", "1.7.35", "inplace"},
 		{"aks-ubuntu2404.toml", "2.3.7", "dropin"},
+		{"default-2.3.toml", "2.3.7", "dropin"},
+		{"edge-inline-runsc.toml", "1.7.35", "inplace"},
+		{"edge-spacing-no-eol.toml", "1.7.35", "inplace"},
+		{"edge-runsc-first-v3.toml", "2.3.7", "inplace"},
 	}
 	for _, c := range cases {
 		name := strings.TrimSuffix(c.fixture, ".toml")

@@ -29,6 +29,9 @@ var fieldConfigs = []struct {
 	{"legacy-v1.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"no-runtimes-v2.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"crlf-default-1.7.toml", []string{"containerd-1.7", "containerd-2"}},
+	{"edge-inline-runsc.toml", []string{"containerd-1.7", "containerd-2"}},
+	{"edge-spacing-no-eol.toml", []string{"containerd-1.7", "containerd-2"}},
+	{"edge-runsc-first-v3.toml", []string{"containerd-2"}},
 	{"empty.toml", []string{"containerd-1.7", "containerd-2"}},
 	{"", []string{"containerd-1.7", "containerd-2"}},
 }
@@ -85,9 +88,12 @@ func TestRealContainerdLoadsRunsc(t *testing.T) {
 					t.Errorf("effective runsc options = %v", opts)
 				}
 
-				// Everything but runsc is what containerd ran with before.
-				deletePath(after, append(runtimes, "runsc"))
-				deletePath(before, append(runtimes, "runsc"))
+				// Everything but the handlers this tool owns is what containerd ran
+				// with before.
+				for _, h := range managedHandlers {
+					deletePath(after, append(runtimes, h))
+					deletePath(before, append(runtimes, h))
+				}
 				if diff := cmp.Diff(before, after); diff != "" {
 					t.Errorf("effective config changed outside runsc (-before +after):\n%s", diff)
 				}
