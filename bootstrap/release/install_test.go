@@ -627,3 +627,42 @@ func TestCrashBetweenSwaps(t *testing.T) {
 		t.Errorf("bin dir after recovery (-want +got):\n%s", diff)
 	}
 }
+
+// Two installs at once (the boot unit and an operator) serialize on the bin
+// directory's lock; the second finds the work done.
+func TestConcurrentInstallsDownloadOnce(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	results := make(chan Result, 2)
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			res, err := e.installer(rel1).Install(context.Background(), false)
+			results <- res
+			errs <- err
+		}()
+	}
+	changed := 0
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+		if (<-results).Changed {
+			changed++
+		}
+	}
+	if n := e.srv.Count(releasetest.BasePath + "/" + rel1 + "/" + arch + "/gvisor.tar.bz2"); changed != 1 || n != 1 {
+		t.Errorf("%d installs changed the node, bundle downloaded %d times; want 1 and 1", changed, n)
+	}
+}
+
+func TestOversizedChecksumFileRefused(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	e.srv.Put(releasetest.BasePath+"/"+rel1+"/"+arch+"/gvisor.tar.bz2.sha512", make([]byte, 1<<20))
+	_, err := e.installer(rel1).Install(context.Background(), false)
+	var fe *FetchError
+	if !errors.As(err, &fe) || fe.Kind != KindPermanent || fe.Attempts != 1 || !strings.Contains(err.Error(), "larger than allowed") {
+		t.Fatalf("err %v", err)
+	}
+}

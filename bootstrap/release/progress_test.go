@@ -36,7 +36,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 }
 
 func bigRelease(e *env) {
-	big := make([]byte, 4<<20)
+	big := make([]byte, 2<<20)
 	_, _ = rand.Read(big)
 	files := bundleFiles(rel1)
 	files["gvisor-bin/gvisor_sentry"] = big
