@@ -59,11 +59,11 @@ type textEdit struct {
 // unchanged (no reformatting of our own block). Every result is checked: it parses,
 // holds the wanted handlers, and equals the input everywhere else.
 func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, error) {
-	if err := refuseUneditable(doc, d, wanted); err != nil {
-		return nil, false, err
-	}
 	if satisfied(doc.tree, d, wanted) {
 		return doc.data, false, nil
+	}
+	if err := refuseUneditable(doc, d, wanted); err != nil {
+		return nil, false, err
 	}
 	if !hasStatements(doc) && len(wanted) > 0 {
 		// Missing, empty or only comments: start a minimal config of the dialect's
