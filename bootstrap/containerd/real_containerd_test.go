@@ -193,3 +193,44 @@ func TestVersion2FileWithOldRuntimesKeepsThem(t *testing.T) {
 		t.Errorf("runc lost SystemdCgroup = true after our edit:\n%s", node.read(t, node.configPath()))
 	}
 }
+
+// TestUninstallRestoresEffectiveConfig: configure, then uninstall; the real
+// containerd must see exactly the config it saw before, and no runsc.
+func TestUninstallRestoresEffectiveConfig(t *testing.T) {
+	for _, c := range []struct{ fixture, bin, mode string }{
+		{"aks-ubuntu2204.toml", "containerd-1.7", "inplace"},
+		{"no-runtimes-v2.toml", "containerd-1.7", "inplace"},
+		{"aks-ubuntu2404.toml", "containerd-2", "inplace"},
+		{"hand-kept.toml", "containerd-2", "inplace"},
+		{"aks-ubuntu2404.toml", "containerd-2", "dropin"},
+		{"eks-al2023.toml", "containerd-2", "dropin"},
+	} {
+		t.Run(c.fixture+"/"+c.bin+"/"+c.mode, func(t *testing.T) {
+			t.Parallel()
+			ctrd := requireContainerd(t, c.bin)
+			node := newScratchNode(t, ctrd.Version, c.fixture)
+			node.C.Containerd.Mode = c.mode
+			before := ctrd.dump(t, node.configPath())
+			orig := node.read(t, node.configPath())
+			node.apply(t)
+			p, err := node.C.PlanRemove()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := node.C.Apply(p); err != nil {
+				t.Fatal(err)
+			}
+			if got := node.read(t, node.configPath()); string(got) != string(orig) {
+				t.Errorf("config after uninstall differs from the original:\n%s", got)
+			}
+			if diff := cmp.Diff(before, ctrd.dump(t, node.configPath())); diff != "" {
+				t.Errorf("effective config after uninstall (-before +after):\n%s", diff)
+			}
+			for _, p := range []string{node.C.Containerd.RuntimeConfigPath, node.C.Containerd.DropinPath} {
+				if _, err := os.Stat(p); !os.IsNotExist(err) {
+					t.Errorf("%s left behind", p)
+				}
+			}
+		})
+	}
+}
