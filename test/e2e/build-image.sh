@@ -95,7 +95,7 @@ customize() {
   : > "$r/etc/fstab"
   "$E2E_DIR/mkoci.sh" "$r/usr/local/share/e2e/images/busybox.tar" docker.io/library/busybox:e2e '["/bin/sh"]'
   "$E2E_DIR/mkoci.sh" "$r/usr/local/share/e2e/images/pause.tar" registry.k8s.io/pause:3.10 '["/bin/sleep","2147483647"]'
-  install -m 755 "$g"/bin/* "$r/usr/local/lib/e2e/"
+  install -m 755 "$g"/libexec/* "$r/usr/local/lib/e2e/"
   install -m 644 "$g/units/kubelet.service" "$r/lib/systemd/system/kubelet.service"
   local u
   for u in "$g"/units/*.service; do
@@ -104,8 +104,8 @@ customize() {
   done
   install -d "$r/etc/cloud/cloud.cfg.d"
   install -m 644 "$g/cloud-e2e.cfg" "$r/etc/cloud/cloud.cfg.d/90-e2e.cfg"
-  chroot "$r" systemctl enable -q containerd.service kubelet.service e2e-seed.service e2e-net.service \
-    e2e-images.service e2e-aks-provision.service e2e-report.service
+  chroot "$r" systemctl enable -q containerd.service e2e-seed.service e2e-net.service \
+    e2e-images.service e2e-provision.service e2e-report.service
   # quiet, quick boots: no login prompts, timers or scrubbers on the serial line
   chroot "$r" systemctl mask -q serial-getty@ttyS0.service getty@tty1.service e2scrub_reap.service \
     apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer \

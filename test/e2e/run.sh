@@ -5,6 +5,7 @@
 #   test/e2e/run.sh              all scenarios (1-6), table at the end, non-zero on any failure
 #   test/e2e/run.sh --only 1,4   some scenarios (4 boots scenario 2's disk, so it runs 2 first)
 #   test/e2e/run.sh --only 0     harness self-test: runsc installed by hand, no product
+#                                (E2E_SELFTEST_VARIANT=c17 for the containerd 1.7 node)
 #   test/e2e/run.sh --demo       scenario 1 alone, narrated
 #
 # Scenarios (each a fresh boot of a qcow2 overlay of the cached image, unless said):
@@ -64,7 +65,7 @@ cleanup() {
 # ---- images -------------------------------------------------------------------------------
 t0=$SECONDS
 need_variants=(c2)
-[[ " ${scenarios[*]} " == *" 6 "* ]] && need_variants+=(c17)
+[[ " ${scenarios[*]} " == *" 6 "* || "${E2E_SELFTEST_VARIANT:-}" == c17 ]] && need_variants+=(c17)
 narrate "Building (or reusing) the Debian guest image: ${need_variants[*]}"
 "$E2E_DIR/build-image.sh" "${need_variants[@]}"
 IMAGE_SECONDS=$((SECONDS - t0))

@@ -180,11 +180,11 @@ httpd_mark() { echo $(( $(wc -l < "$LOGS/httpd.log") + 1 )); }
 
 # ---- scenarios ----------------------------------------------------------------------------
 scenario_0() { # harness self-test: runsc by hand, hand-written runtime table, no product
-  local s=0 name=s0-selftest d="$RUN_DIR/selftest"
+  local s=0 v="${E2E_SELFTEST_VARIANT:-c2}" name="s0-selftest-${E2E_SELFTEST_VARIANT:-c2}" d="$RUN_DIR/selftest"
   mkdir -p "$d"
   cp "$BIN/runsc" "$BIN/containerd-shim-runsc-v1" "$d/"
-  cp "$E2E_DIR/selftest/selftest-c2.toml" "$d/config-append.toml"
-  boot "$name" "$(overlay "$name" "$IMAGES/c2.raw")" "$(seed_tar "$name" 'E2E_SCENARIO=0' '' "$d")" 0 \
+  cp "$E2E_DIR/selftest/selftest-$v.toml" "$d/config-append.toml"
+  boot "$name" "$(overlay "$name" "$IMAGES/$v.raw")" "$(seed_tar "$name" 'E2E_SCENARIO=0' '' "$d")" 0 \
     || { note $s "boot failed"; read_common $s "$LOGS/$name.serial.log"; return 1; }
   local log="$LOGS/$name.serial.log"; read_common $s "$log"
   saw_runsc $s "$log" && pod_in_gvisor $s "$log"
