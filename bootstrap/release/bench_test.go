@@ -1,7 +1,6 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"testing"
@@ -16,7 +15,7 @@ import (
 func BenchmarkInstallNoop(b *testing.B) {
 	srv := releasetest.NewServer(b)
 	srv.AddBundle(rel1, arch, bundleFiles(rel1))
-	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &bytes.Buffer{}}
+	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncBuffer{}}
 	in := e.installer(rel1)
 	in.Log = slog.New(slog.DiscardHandler)
 	if _, err := in.Install(context.Background(), false); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,12 +32,30 @@ type env struct {
 	t    *testing.T
 	srv  *releasetest.Server
 	root fsroot.Root
-	logs *bytes.Buffer
+	logs *syncBuffer
+}
+
+// syncBuffer collects the logs of several installers running at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return &env{t: t, srv: releasetest.NewServer(t), root: fsroot.New(t.TempDir()), logs: &bytes.Buffer{}}
+	return &env{t: t, srv: releasetest.NewServer(t), root: fsroot.New(t.TempDir()), logs: &syncBuffer{}}
 }
 
 func (e *env) installer(release string) *Installer {
