@@ -22,11 +22,11 @@ type ChecksumError struct {
 func (e *ChecksumError) Error() string {
 	if e.PinConflicts {
 		return fmt.Sprintf("%s publishes sha512 %s for %s, but the config pins release.sha512.%s = %s; "+
-			"the server offers a different artifact than the one pinned: nothing was installed. "+
+			"the server offers a different artifact than the one pinned. "+
 			"If the release changed on purpose, update the pinned digest (or --sha512 %s=HEX); otherwise treat the mirror as untrusted",
 			redact(e.URL), e.Got, e.Name, e.Name, e.Want, e.Name)
 	}
-	return fmt.Sprintf("%s: sha512 is %s, but %s says %s; the download is corrupt or not the published artifact: nothing was installed. "+
+	return fmt.Sprintf("%s: sha512 is %s, but %s says %s; the download is corrupt or not the published artifact. "+
 		"Retry later; if it persists, check the mirror (or the pinned digest)", redact(e.URL), e.Got, redactFrom(e.WantFrom), e.Want)
 }
 

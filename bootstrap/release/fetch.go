@@ -68,7 +68,7 @@ func (e *FetchError) fix() string {
 	case KindLocal:
 		return "free space or make the bin directory writable (--bin-dir), then retry"
 	case KindCanceled:
-		return "interrupted; nothing was installed"
+		return "interrupted"
 	}
 	if e.Status == http.StatusForbidden || e.Status == http.StatusUnauthorized {
 		return "the server denied access; check the URL's credentials (an Azure SAS token may have expired)"

@@ -214,6 +214,8 @@ func TestNotFound(t *testing.T) {
 func TestWrongArch(t *testing.T) {
 	e := newEnv(t)
 	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	e.install(e.installer(rel1))
+	before := snapshot(t, e.root, false)
 	in := e.installer(rel1)
 	in.Cfg.Arch = "aarch64"
 	_, err := in.Install(context.Background(), false)
@@ -222,9 +224,7 @@ func TestWrongArch(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "wrong architecture") || !strings.Contains(err.Error(), "aarch64") {
 		t.Fatalf("err %v", err)
 	}
-	if st, _ := LoadState(e.root); st.Release != "" {
-		t.Errorf("state written: %+v", st)
-	}
+	e.unchanged(before)
 }
 
 func TestConnectionResetIsRetried(t *testing.T) {
@@ -252,6 +252,9 @@ func TestServerErrorThenSuccessIsRetried(t *testing.T) {
 	}
 	// More failures than retries: an error naming the URL and the attempts.
 	e2 := newEnv(t)
+	e2.srv.AddLoose(rel2, arch, releasetest.Script("runsc", rel2), releasetest.Script("shim", rel2))
+	e2.install(e2.installer(rel2))
+	before := snapshot(t, e2.root, false)
 	e2.srv.AddBundle(rel1, arch, bundleFiles(rel1))
 	e2.srv.SetFault(p, releasetest.Fault{Code: 500})
 	_, err := e2.installer(rel1).Install(context.Background(), false)
@@ -260,6 +263,7 @@ func TestServerErrorThenSuccessIsRetried(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 500") || !strings.Contains(err.Error(), "(3 attempts)") || !strings.Contains(err.Error(), "gvisor.tar.bz2") {
 		t.Fatalf("err %v", err)
 	}
+	e2.unchanged(before)
 }
 
 // failedUpgrade installs rel1, breaks rel2 with fault, tries to upgrade and

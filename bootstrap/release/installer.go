@@ -159,11 +159,11 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	f := i.fetcher()
 	layout, artifacts, err := i.fetchRelease(ctx, f, w, dl, tree)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%w; the installed gVisor files were not changed", err)
 	}
 	digests, err := i.hashTree(tree, layout)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("%w; the installed gVisor files were not changed", err)
 	}
 
 	newState, err := i.place(st, w, layout, tree, artifacts, digests)
@@ -260,7 +260,7 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 		d, err := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
 		if err == nil {
 			if _, err := extractBundle(filepath.Join(dl, BundleName), tree); err != nil {
-				return "", nil, fmt.Errorf("unpack %s from %s: %w; nothing was changed (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
+				return "", nil, fmt.Errorf("unpack %s from %s: %w (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
 			}
 			return LayoutBundle, map[string]string{BundleName: d}, nil
 		}
@@ -280,7 +280,7 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 			return "", nil, err
 		}
 		if err := moveExecutable(filepath.Join(dl, name), filepath.Join(tree, name)); err != nil {
-			return "", nil, fmt.Errorf("stage %s: %w; nothing was changed; %s", name, err, localFix)
+			return "", nil, fmt.Errorf("stage %s: %w; %s", name, err, localFix)
 		}
 		artifacts[name] = d
 	}
@@ -302,7 +302,7 @@ func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl
 		}
 		d, perr := parseSHA512File(data, name)
 		if perr != nil {
-			return "", fmt.Errorf("%s: %w; nothing was changed; check the mirror or pin the digest with --sha512 %s=HEX", redact(sumURL), perr, name)
+			return "", fmt.Errorf("%s: %w; check the mirror or pin the digest with --sha512 %s=HEX", redact(sumURL), perr, name)
 		}
 		published = d
 	case isNotFound(err):
