@@ -42,7 +42,7 @@ resolved once and never re-checked: pin a dated release to upgrade.`,
 		Flags: func(fs *pflag.FlagSet) func(g *Globals) error {
 			fs.StringVar(&version, "release", "", "gVisor release to install, e.g. 20260914.0 (\"latest\" only when asked explicitly; default "+config.DefaultRelease+")")
 			fs.StringVar(&arch, "arch", "", "release architecture, x86_64 or aarch64 (default: this machine's), e.g. --arch aarch64")
-			fs.StringVar(&url, "release-url", "", "directory URL of one release and arch, replacing the bucket layout, e.g. https://mirror.example/gvisor/20260914.0/x86_64 or file:///opt/gvisor")
+			fs.StringVar(&url, "release-url", "", "directory URL of one release and arch, replacing the bucket layout, e.g. https://mirror.example/gvisor/20260914.0/x86_64 or file:///opt/gvisor (a file:// path is on the machine running the tool, not under --root)")
 			fs.StringVar(&binDir, "bin-dir", "", "node directory receiving runsc, the shim and gvisor-bin (default /usr/local/bin), e.g. --bin-dir /opt/bin")
 			fs.StringArrayVar(&pins, "sha512", nil, "pin an artifact's sha512, NAME=HEX with NAME runsc, containerd-shim-runsc-v1 or gvisor.tar.bz2; repeatable, e.g. --sha512 gvisor.tar.bz2=3f1a...")
 			fs.DurationVar(&timeout, "timeout", 0, "time limit for one download attempt, e.g. --timeout 2m")

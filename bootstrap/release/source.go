@@ -56,7 +56,9 @@ func CheckVersion(v string) error {
 
 // SourceDir returns the directory URL holding one release for one arch: cfg.URL when
 // set (a mirror, an Azure blob container with its SAS query, file:///path), else
-// BaseURL/<version>/<arch>.
+// BaseURL/<version>/<arch>. A file:// path names a directory on the machine
+// running the tool, not a node path under the root: a URL is not a node path,
+// and an image build reads the release from the builder.
 func SourceDir(cfg config.Release, arch string) (string, error) {
 	if cfg.URL != "" {
 		u, err := parseDir(cfg.URL)
