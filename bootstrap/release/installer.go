@@ -81,6 +81,10 @@ type want struct {
 }
 
 func (i *Installer) want() (want, error) {
+	// The release names a directory even when the URL is given explicitly.
+	if err := CheckVersion(i.Cfg.Version); err != nil {
+		return want{}, err
+	}
 	arch, err := Arch(i.Cfg)
 	if err != nil {
 		return want{}, err

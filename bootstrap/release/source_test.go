@@ -47,6 +47,12 @@ func TestSourceDir(t *testing.T) {
 		if _, err := SourceDir(cfg, "x86_64"); err == nil {
 			t.Errorf("accepted release %q", bad)
 		}
+		// With an explicit URL too: the release names the install directory.
+		withURL := cfg
+		withURL.URL = "file:///opt/gvisor"
+		if _, err := (&Installer{Cfg: withURL}).want(); err == nil {
+			t.Errorf("installer accepted release %q", bad)
+		}
 	}
 }
 
