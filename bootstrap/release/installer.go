@@ -278,7 +278,7 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 	for _, name := range []string{RunscName, ShimName} {
 		d, err := i.fetchArtifact(ctx, f, w.source, name, dl)
 		if err != nil {
-			if isNotFound(err) {
+			if isNotFound(err) && name == RunscName {
 				return "", nil, i.missingRelease(ctx, f, w, bundleErr, err)
 			}
 			return "", nil, err
