@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -155,10 +156,11 @@ func writeExecutable(p string, r io.Reader, size int64) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
+	var pe *fs.PathError
+	if err != nil && !errors.As(err, &pe) {
 		return fmt.Errorf("write %s: %w", p, err)
 	}
-	return nil
+	return err
 }
 
 // syncTree fsyncs dir and its subdirectories so new entries survive a crash.

@@ -670,3 +670,27 @@ func TestOversizedChecksumFileRefused(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// Uninstall leaves alone an entry point someone replaced after the install.
+func TestUninstallLeavesForeignFiles(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddLoose(rel1, arch, releasetest.Script("runsc", rel1), releasetest.Script("shim", rel1))
+	e.install(e.installer(rel1))
+	p := e.root.Path(bin + "/runsc")
+	os.Remove(p)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho mine\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := e.installer(rel1).Uninstall(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range removed {
+		if r == bin+"/runsc" {
+			t.Error("removed a runsc gvisor-bootstrap did not put there")
+		}
+	}
+	if got := e.runInstalled("runsc"); !strings.Contains(got, "mine") {
+		t.Errorf("runsc %q", got)
+	}
+}

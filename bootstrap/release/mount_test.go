@@ -83,6 +83,18 @@ func TestFullDisk(t *testing.T) {
 	}
 	e.unchanged(before)
 
+	// A bundle that downloads fine (zeros compress to nothing) but does not
+	// fit once unpacked.
+	zeros := bundleFiles("20261201.0")
+	zeros["gvisor-bin/gvisor_sentry"] = make([]byte, 3<<20)
+	e.srv.AddBundle("20261201.0", arch, zeros)
+	_, err = e.installer("20261201.0").Install(context.Background(), false)
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "unpack gvisor.tar.bz2") || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("err %v", err)
+	}
+	e.unchanged(before)
+
 	// Loose files that fit the download but not the disk: same.
 	e.srv.AddLoose("20261101.0", arch, big, releasetest.Script("shim", "x"))
 	if _, err := e.installer("20261101.0").Install(context.Background(), false); err == nil {
