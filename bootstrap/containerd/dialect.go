@@ -80,6 +80,16 @@ func detectDialect(doc *document, v Version) (Dialect, error) {
 		return Dialect{}, fmt.Errorf("config `version = 4` needs containerd >= 2.3, but the node runs containerd %s; use `version = 3` or upgrade containerd", v)
 	}
 
+	if v.Major >= 2 && ver <= 1 {
+		// containerd 2 migrates version 1 by renaming plugins.cri to
+		// plugins."io.containerd.grpc.v1.cri", replacing whatever the file has
+		// under the long name: which settings win is not visible in the file.
+		_, short := lookup(doc.tree, familyLegacy.Plugin)
+		_, long := lookup(doc.tree, familyGRPC.Plugin)
+		if short && long {
+			return Dialect{}, fmt.Errorf("this config has no version (or version 1) and sets both plugins.cri and plugins.\"io.containerd.grpc.v1.cri\": containerd 2 replaces the second with the first, so part of the file is silently ignored; migrate it with `containerd config migrate` (or give it `version = 2` and one set of tables) and run again")
+		}
+	}
 	var candidates []family
 	var dflt family
 	switch {

@@ -145,6 +145,15 @@ func TestDetectDialect(t *testing.T) {
 	if d, err := DetectDialect([]byte(mixed), v23); err != nil || d.Plugin != "grpc.v1.cri" {
 		t.Errorf("mixed file: %+v %v", d, err)
 	}
+	// No version, short and long CRI names: containerd 2 replaces one with the
+	// other (seen with real containerd 2.3), so the file is refused.
+	both := "[plugins.cri]\n  sandbox_image = \"a\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"b\"\n"
+	if _, err := DetectDialect([]byte(both), v23); err == nil || !strings.Contains(err.Error(), "containerd config migrate") {
+		t.Errorf("mixed short and long names on containerd 2: %v", err)
+	}
+	if d, err := DetectDialect([]byte(both), v17); err != nil || d.Plugin != "cri" {
+		t.Errorf("the same file on containerd 1.7 (which reads only plugins.cri): %+v %v", d, err)
+	}
 	if _, err := DetectDialect([]byte("version = \"2\"\n"), v23); err == nil {
 		t.Error("a string version was accepted")
 	}

@@ -54,6 +54,19 @@ func (c realContainerd) dump(t *testing.T, path string) map[string]any {
 	return tree
 }
 
+// tryDump is dump for a config containerd may refuse.
+func (c realContainerd) tryDump(path string) (map[string]any, bool) {
+	out, err := exec.Command(c.Bin, "--config", path, "config", "dump").Output()
+	if err != nil {
+		return nil, false
+	}
+	tree := map[string]any{}
+	if toml.Unmarshal(out, &tree) != nil {
+		return nil, false
+	}
+	return tree, true
+}
+
 // effectiveRuntimes is where the effective config holds the CRI runtimes: the
 // dump always uses the daemon's own current names.
 func (c realContainerd) effectiveRuntimes() []string {
