@@ -19,6 +19,7 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release"
 )
 
 // Exit codes. `run` uses all of them; other commands use 0, 1 and 2.
@@ -129,6 +130,10 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "gvisor-bootstrap %s: %v\n", cmd.Name, err)
 			return ExitUsage
 		}
+	}
+	if err := release.CheckVersion(g.Config.Release.Version); err != nil {
+		fmt.Fprintf(stderr, "gvisor-bootstrap %s: release.version: %v\n", cmd.Name, err)
+		return ExitUsage
 	}
 	code, err := cmd.Run(ctx, g, fs.Args())
 	if err != nil {

@@ -73,7 +73,7 @@ func newInstaller(g *Globals, log *slog.Logger) *release.Installer {
 	if g.JSON {
 		progress = nil
 	}
-	return &release.Installer{Root: g.Root, Cfg: g.Config.Release, Log: log, Progress: progress}
+	return &release.Installer{Root: g.Root, Cfg: g.Config.Release, Log: log, Progress: progress, Deep: g.Config.Boot.DeepVerify}
 }
 
 func newConfigurator(g *Globals, v containerd.Version, log *slog.Logger) *containerd.Configurator {

@@ -163,11 +163,26 @@ func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
 			continue
 		}
 		if now != last {
+			// Another agent may be writing the file in place (truncate, then write):
+			// reading it half-written would replace its content with ours. Wait
+			// until it holds still for one interval.
+			if !settled(ctx, path, now, f.interval) {
+				continue
+			}
 			g.logger().Info("containerd's config changed: reconciling", "path", path)
 		}
 		code, _ = runOnce(ctx, g, f)
 		last, lastRun = fingerprint(path), time.Now()
 	}
+}
+
+func settled(ctx context.Context, path, seen string, interval time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(interval):
+	}
+	return fingerprint(path) == seen
 }
 
 func fingerprint(path string) string {
