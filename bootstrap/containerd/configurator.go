@@ -221,6 +221,9 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err != nil {
 		return err
 	}
+	if err := refuseRevival(doc, rootDoc, d, c.Version); err != nil {
+		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+	}
 	root, _, err = ensureImports(rootDoc, cfgPath, dropin, d.SingleQuotes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
@@ -231,9 +234,30 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err != nil {
 		return err
 	}
-	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d, wanted), 0o644, "register the runsc runtime handler (drop-in)")
+	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d.ConfigVersion, wanted), 0o644, "register the runsc runtime handler (drop-in)")
 	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
 	p.RestartNeeded = len(p.Changes) > n
+	return nil
+}
+
+// refuseRevival refuses to take handlers out of a root config when they are the
+// only runtimes of the tables containerd reads: with them gone, containerd 2 would
+// read the runtimes under the other naming instead, which it ignores today
+// (found by the generated-config test against containerd 2.3).
+func refuseRevival(before, after *document, d Dialect, v Version) error {
+	if _, had := lookup(before.tree, d.RuntimesPath()); !had {
+		return nil
+	}
+	if _, still := lookup(after.tree, d.RuntimesPath()); still {
+		return nil
+	}
+	d2, err := detectDialect(after, v)
+	if err != nil || d2.Plugin == d.Plugin {
+		return nil
+	}
+	if _, revived := lookup(after.tree, d2.RuntimesPath()); revived {
+		return fmt.Errorf("the only runtimes under [%s] are gVisor handlers; moving them to the drop-in would make containerd read the runtimes under [%s] instead, which it ignores today; use --mode inplace, or remove the runtimes under [%s]", d.RuntimeTable, d2.RuntimeTable, d2.RuntimeTable)
+	}
 	return nil
 }
 
