@@ -43,10 +43,10 @@ func builtinRuncBlock(d Dialect, indent string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s# containerd 1.x's built-in runc runtime, written out by gvisor-bootstrap: a config\n", indent)
 	fmt.Fprintf(&b, "%s# that lists any runtime replaces containerd 1.x's built-in list.\n", indent)
-	fmt.Fprintf(&b, "%s%s\n", indent, Header(path, d.SingleQuotes))
+	fmt.Fprintf(&b, "%s%s\n", indent, header(path, d.SingleQuotes))
 	fmt.Fprintf(&b, "%sruntime_type = %s\n", inner, q("io.containerd.runc.v2"))
 	fmt.Fprintf(&b, "%ssandbox_mode = %s\n", inner, q("podsandbox"))
-	fmt.Fprintf(&b, "%s%s\n", optIndent, Header(append(path, "options"), d.SingleQuotes))
+	fmt.Fprintf(&b, "%s%s\n", optIndent, header(append(path, "options"), d.SingleQuotes))
 	for _, kv := range []string{
 		"BinaryName = " + q(""), "CriuImagePath = " + q(""), "CriuPath = " + q(""), "CriuWorkPath = " + q(""),
 		"IoGid = 0", "IoUid = 0", "NoNewKeyring = false", "NoPivotRoot = false",

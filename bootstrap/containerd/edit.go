@@ -103,7 +103,7 @@ func refuseUneditable(doc *document, d Dialect, wanted []Handler) error {
 				_, present := lookup(doc.tree, h)
 				needed := f.Name == d.family.Name && len(wanted) > 0
 				if s.kind == unstable.ArrayTable && (hasPrefix(s.path, h[:len(h)-1]) || hasPrefix(h, s.path)) && (present || needed) {
-					return fmt.Errorf("line %d: %s is an array of tables, which containerd cannot read as runtimes; fix the file by hand", lineOf(doc.data, s.start), Header(s.path, false))
+					return fmt.Errorf("line %d: %s is an array of tables, which containerd cannot read as runtimes; fix the file by hand", lineOf(doc.data, s.start), header(s.path, false))
 				}
 				if s.kind == unstable.KeyValue && len(s.path) < len(h) && hasPrefix(h, s.path) && (present || needed) {
 					return fmt.Errorf("line %d: %s is written as an inline value (`%s = ...`), which cannot be extended safely; rewrite it as [table] sections and run again", lineOf(doc.data, s.start), dottedKey(s.path, false), dottedKey(s.path[len(s.table):], false))
@@ -279,9 +279,9 @@ func handlerBlock(d Dialect, wanted []Handler, indent string) string {
 		}
 		path := d.HandlerPath(h.Name)
 		fmt.Fprintf(&b, "%s%s gVisor runtime handler %q; changes here are replaced on the next run.\n", indent, markerPrefix, h.Name)
-		fmt.Fprintf(&b, "%s%s\n", indent, Header(path, d.SingleQuotes))
+		fmt.Fprintf(&b, "%s%s\n", indent, header(path, d.SingleQuotes))
 		fmt.Fprintf(&b, "%sruntime_type = %s\n", inner, str(RuntimeType))
-		fmt.Fprintf(&b, "%s%s\n", optIndent, Header(append(path, "options"), d.SingleQuotes))
+		fmt.Fprintf(&b, "%s%s\n", optIndent, header(append(path, "options"), d.SingleQuotes))
 		fmt.Fprintf(&b, "%s  TypeUrl = %s\n", optIndent, str(OptionsTypeURL))
 		fmt.Fprintf(&b, "%s  ConfigPath = %s\n", optIndent, str(h.OptionsPath))
 	}

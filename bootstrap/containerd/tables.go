@@ -33,9 +33,9 @@ func (f family) Runtimes() []string {
 // Handler is the path of one runtime handler's table.
 func (f family) Handler(name string) []string { return append(f.Runtimes(), name) }
 
-// Header is the TOML table header for path, quoting parts that need it in the
+// header is the TOML table header for path, quoting parts that need it in the
 // file's own quote style (single: 'literal', else "basic").
-func Header(path []string, single bool) string {
+func header(path []string, single bool) string {
 	return "[" + dottedKey(path, single) + "]"
 }
 
