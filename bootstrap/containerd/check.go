@@ -26,6 +26,13 @@ func (c *Configurator) Check() []Problem {
 		return []Problem{{Path: c.Root.Path(cfgPath), What: err.Error(), Fix: "fix the file or the tool's config as the message says, then " + fixConfigure}}
 	}
 	var probs []Problem
+	if data, err := c.Root.ReadFile(cfgPath); err == nil {
+		if doc, err := parseDocument(cfgPath, data); err == nil {
+			for _, p := range c.foreignHandlers(doc.tree) {
+				probs = append(probs, Problem{Path: c.Root.Path(p), What: "imported by the containerd config and defines a runsc handler of its own, which containerd merges over this tool's", Fix: "remove the runsc tables from " + p})
+			}
+		}
+	}
 	for _, ch := range plan.Changes {
 		switch {
 		case ch.Path == cfgPath && c.Containerd.Mode != "dropin":

@@ -134,6 +134,9 @@ func (c *Configurator) Plan() (Plan, error) {
 	wanted := c.wanted()
 	c.log().Debug("containerd config dialect", "path", cfgPath, "version", d.ConfigVersion, "tables", d.Plugin, "reason", d.Reason)
 
+	for _, f := range c.foreignHandlers(doc.tree) {
+		c.log().Warn("an imported config file defines a runsc handler too; containerd merges it over ours", "path", c.Root.Path(f))
+	}
 	if err := c.planOptions(&p, wanted); err != nil {
 		return p, err
 	}
