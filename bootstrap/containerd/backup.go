@@ -19,7 +19,7 @@ func (c *Configurator) planBackup(p *Plan, old []byte, existed bool) error {
 	}
 	touchesMain := false
 	for _, ch := range p.Changes {
-		if ch.Path == c.Containerd.ConfigPath {
+		if ch.Path == c.resolveLink(c.Containerd.ConfigPath) {
 			touchesMain = true
 		}
 	}
@@ -46,7 +46,7 @@ func (c *Configurator) planBackup(p *Plan, old []byte, existed bool) error {
 // files and the drop-in are removed.
 func (c *Configurator) PlanRemove() (Plan, error) {
 	var p Plan
-	cfgPath := c.Containerd.ConfigPath
+	cfgPath := c.resolveLink(c.Containerd.ConfigPath)
 	old, existed, err := c.readNode(cfgPath)
 	if err != nil {
 		return p, err
@@ -103,8 +103,7 @@ func (c *Configurator) restorableBackup(current, stripped []byte) ([]byte, bool)
 	if c.Version.IsZero() {
 		return nil, false
 	}
-	saved := c.Containerd.ConfigPath
-	defer func() { c.Containerd.ConfigPath = saved }()
+	rootPath := c.Containerd.ConfigPath
 	doc, err := parseDocument("backup", backup)
 	if err != nil {
 		return nil, false
@@ -123,7 +122,7 @@ func (c *Configurator) restorableBackup(current, stripped []byte) ([]byte, bool)
 		if err != nil {
 			return nil, false
 		}
-		if patched, _, err = ensureImports(rootDoc, saved, c.Containerd.DropinPath, d.SingleQuotes); err != nil {
+		if patched, _, err = ensureImports(rootDoc, rootPath, c.Containerd.DropinPath, d.SingleQuotes); err != nil {
 			return nil, false
 		}
 	} else if patched, _, err = editHandlers(doc, d, c.wanted()); err != nil {

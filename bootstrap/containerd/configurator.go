@@ -116,7 +116,7 @@ func (c *Configurator) Plan() (Plan, error) {
 	if err := CheckSupported(c.Version); err != nil {
 		return p, err
 	}
-	cfgPath := c.Containerd.ConfigPath
+	cfgPath := c.resolveLink(c.Containerd.ConfigPath)
 	old, existed, err := c.readNode(cfgPath)
 	if err != nil {
 		return p, err
@@ -199,7 +199,7 @@ func (c *Configurator) planOptions(p *Plan, wanted []Handler) error {
 // planDropin puts the handlers in the drop-in, makes the root import it and
 // removes handler stanzas an earlier in-place run left in the root.
 func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte, existed bool, wanted []Handler) error {
-	cfgPath, dropin := c.Containerd.ConfigPath, c.Containerd.DropinPath
+	cfgPath, dropin := c.resolveLink(c.Containerd.ConfigPath), c.Containerd.DropinPath
 	if dropin == "" {
 		return fmt.Errorf("--mode dropin needs containerd.dropin_path")
 	}

@@ -325,3 +325,29 @@ func TestMissingConfigGetsMinimalFile(t *testing.T) {
 		}
 	}
 }
+
+func TestSymlinkedConfigStaysALink(t *testing.T) {
+	c, cfg := newNodeConfigurator(t, "", "1.7.35")
+	data, _ := os.ReadFile("testdata/aks-ubuntu2204.toml")
+	if err := c.Root.WriteFile("/opt/node-config/containerd.toml", data, fsroot.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Root.Path(cfg.Containerd.ConfigPath)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../opt/node-config/containerd.toml", c.Root.Path(cfg.Containerd.ConfigPath)); err != nil {
+		t.Fatal(err)
+	}
+	applyOK(t, c)
+	st, err := os.Lstat(c.Root.Path(cfg.Containerd.ConfigPath))
+	if err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("config is no longer a symlink: %v %v", st.Mode(), err)
+	}
+	got, _ := c.Root.ReadFile("/opt/node-config/containerd.toml")
+	if has, _ := HasRunsc(got); !has {
+		t.Errorf("link target not updated:\n%s", got)
+	}
+	if p := applyOK(t, c); p.Changed() {
+		t.Errorf("second run changes: %+v", p.Changes)
+	}
+}

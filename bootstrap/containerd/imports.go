@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"os"
 	"path/filepath"
 	"sort"
 )
@@ -71,4 +72,22 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// resolveLink follows a node path that is a symlink (some images link
+// /etc/containerd/config.toml to a file elsewhere), so that the write replaces the
+// target's content instead of turning the link into a regular file. Absolute link
+// targets are node paths, resolved under the root.
+func (c *Configurator) resolveLink(p string) string {
+	for i := 0; i < 8; i++ {
+		target, err := os.Readlink(c.Root.Path(p))
+		if err != nil {
+			return p
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = filepath.Clean(target)
+	}
+	return p
 }
