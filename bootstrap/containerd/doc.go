@@ -1,12 +1,37 @@
 // Package containerd registers the runsc runtime handler in containerd's config in
 // whatever dialect the node uses, changing nothing else.
 //
-// The dialect (config `version` and the CRI plugin table names actually present) is
-// read from the file itself: AKS's containerd 2 nodes write `version = 2` with the
-// containerd 2 table names, and a runtime added under the old names there is silently
-// dropped by containerd's migration. The editor works on the file's text: it removes
-// every statement that defines keys under the managed handlers and inserts one
-// canonical block, so comments, order, quoting and dotted keys elsewhere survive byte
-// for byte. Every edit is checked before it is returned: the result must parse, hold
-// the wanted runtime, and equal the input everywhere else.
+// # Dialects
+//
+// The table names come from the file itself and the containerd that reads it. The
+// rules below were checked with `containerd config dump` of real containerd 1.7.35
+// and 2.3.7 (see the tests; containerd 2 migrates old files at load time):
+//
+//   - containerd 1.x, `version = 2`: plugins."io.containerd.grpc.v1.cri"; no
+//     version (read as 1): plugins.cri. Version 3 or 4 is refused (1.x fails to start).
+//   - containerd 2.x, version 3 or 4: plugins."io.containerd.cri.v1.runtime" (2.3
+//     also migrates old names in version 3 files, 2.0 to 2.2 do not).
+//   - containerd 2.x, version 2 (and 1): containerd copies the old plugin's keys into
+//     io.containerd.cri.v1.runtime only where that plugin lacks them, and for the
+//     `containerd` table key by key: once cri.v1.runtime has a `runtimes` table, every
+//     old-style runtime is ignored (AKS's containerd 2 images: `version = 2` with the
+//     new names, where a runsc added the 1.x way vanishes), and a runsc added under
+//     the new names to a file whose runtimes use the old names would hide all of
+//     them (runc's SystemdCgroup lost). So the family that already holds runtimes
+//     wins; with none, the one whose plugin table is present; else the old names.
+//   - containerd 2.x, no version: plugins.cri replaces plugins."io.containerd.grpc.v1.cri"
+//     during migration; a file with both is refused.
+//   - containerd 1.x replaces its built-in runtimes with the file's list: a file that
+//     lists no runtime gets the built-in runc written out next to runsc.
+//
+// # Editing
+//
+// The editor works on the file's text: it removes every statement that defines
+// keys under the managed handlers (runsc, runsc-kvm) in any naming — [tables],
+// dotted keys, inline values — and inserts one canonical block after the last
+// runtime table (else at the end), in the file's quoting, indentation and line
+// ends. Comments, order, quoting and dotted keys elsewhere survive byte for byte.
+// Every result is checked before it is returned: it must parse, hold the wanted
+// handlers, and equal the input everywhere else; a file already in the wanted
+// state is returned untouched.
 package containerd
