@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,6 +36,10 @@ func FuzzEdit(f *testing.F) {
 		"x = \"\"\"\nmulti\n[plugins]\n\"\"\"\nversion = 2\n",
 	} {
 		f.Add([]byte(s))
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 40; i++ {
+		f.Add([]byte(randomConfig(r, 1+i%2)))
 	}
 	versions := []Version{{Major: 1, Minor: 7, Patch: 35}, {Major: 2, Minor: 3, Patch: 7}}
 	wanted := []Handler{{Name: HandlerRunsc, OptionsPath: "/etc/containerd/runsc.toml"}}
