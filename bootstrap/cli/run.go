@@ -145,10 +145,12 @@ func summary(rep reconcile.Report) string {
 // changes (size, mtime, inode) or every resync period: the DaemonSet's loop, in place
 // of the `sleep infinity` such DaemonSets usually end with.
 func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
-	code, _ := runOnce(ctx, g, f)
+	code, rep := runOnce(ctx, g, f)
 	notify(daemon.SdNotifyReady)
 	path := g.Root.Path(g.Config.Containerd.ConfigPath)
-	last := fingerprint(path)
+	// Compare with the file as the reconcile left it, not as it is now: a rewrite
+	// that lands just after the run must still be seen.
+	last := rep.ConfigFingerprint
 	lastRun := time.Now()
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
@@ -171,26 +173,27 @@ func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
 			}
 			g.logger().Info("containerd's config changed: reconciling", "path", path)
 		}
-		code, _ = runOnce(ctx, g, f)
-		last, lastRun = fingerprint(path), time.Now()
+		code, rep = runOnce(ctx, g, f)
+		last, lastRun = rep.ConfigFingerprint, time.Now()
 	}
 }
 
+// settled waits one interval and reports whether the file still looks as seen. A
+// missing or empty file is usually another agent between `rm` and its write, so
+// it must hold still for a second before the reconcile writes one of its own.
 func settled(ctx context.Context, path, seen string, interval time.Duration) bool {
+	wait := interval
+	if st, err := os.Stat(path); (err != nil || st.Size() == 0) && wait < time.Second {
+		wait = time.Second
+	}
 	select {
 	case <-ctx.Done():
 		return false
-	case <-time.After(interval):
+	case <-time.After(wait):
 	}
 	return fingerprint(path) == seen
 }
 
-func fingerprint(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d/%v", st.Size(), st.ModTime().UnixNano(), inode(st))
-}
+func fingerprint(path string) string { return reconcile.FileFingerprint(path) }
 
 func notify(state string) { _, _ = daemon.SdNotify(false, state) }

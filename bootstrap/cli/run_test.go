@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -107,7 +108,7 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 		b, _ := r.ReadFile("/etc/containerd/config.toml")
 		ok, _ := containerd.HasRunsc(b)
 		return ok
-	})
+	}, &out, &errb)
 	// Azure's provisioning deletes and rewrites the file without runsc.
 	if err := os.Remove(r.Path("/etc/containerd/config.toml")); err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 		b, _ := r.ReadFile("/etc/containerd/config.toml")
 		ok, _ := containerd.HasRunsc(b)
 		return ok
-	})
+	}, &out, &errb)
 	b, _ := r.ReadFile("/etc/containerd/config.toml")
 	if !strings.Contains(string(b), `default_runtime_name = "runc"`) || !strings.Contains(string(b), `"io.containerd.cri.v1.runtime".containerd.runtimes.runsc`) {
 		t.Fatalf("rewritten file not repaired in its own dialect:\n%s", b)
@@ -132,11 +133,14 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+func waitFor(t *testing.T, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, l := range logs {
+				t.Log(l.String())
+			}
 			t.Fatal("condition not met in 15s")
 		}
 		time.Sleep(20 * time.Millisecond)

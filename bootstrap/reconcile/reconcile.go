@@ -73,7 +73,8 @@ type Report struct {
 	Error          string    `json:"error,omitempty"`
 	DryRun         bool      `json:"dry_run,omitempty"`
 
-	configAfter string // containerd's config file as this run left it
+	// ConfigFingerprint is containerd's config file as this run left it (FileFingerprint).
+	ConfigFingerprint string `json:"-"`
 }
 
 func (r *Reconciler) status(msg string) {
@@ -110,7 +111,7 @@ func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
 		rep = r.run(ctx, opt)
 		restarts += rep.Restarts
 		repaired = repaired || rep.Outcome == Repaired
-		if opt.DryRun || rep.Outcome == Failed || attempt == 3 || fileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath)) == rep.configAfter {
+		if opt.DryRun || rep.Outcome == Failed || attempt == 3 || FileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath)) == rep.ConfigFingerprint {
 			break
 		}
 		r.Log.Warn("containerd's config was rewritten during the run: reconciling again", "path", r.Root.Path(r.Cfg.Containerd.ConfigPath))
@@ -123,8 +124,8 @@ func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
 	return rep
 }
 
-// fileFingerprint changes whenever the file is written or replaced.
-func fileFingerprint(path string) string {
+// FileFingerprint changes whenever the file is written or replaced.
+func FileFingerprint(path string) string {
 	st, err := os.Stat(path)
 	if err != nil {
 		return "missing"
@@ -164,7 +165,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 		return fail(fmt.Errorf("configure containerd: %w", err))
 	}
 	rep.ConfigChange, rep.Diff = change.Summary, change.Diff
-	rep.configAfter = fileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath))
+	rep.ConfigFingerprint = FileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath))
 
 	if opt.DryRun {
 		rep.Outcome = Healthy
