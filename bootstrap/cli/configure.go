@@ -98,7 +98,7 @@ func runConfigure(ctx context.Context, g *Globals, args []string) (int, error) {
 		return ExitUsage, usageErrorf("configure takes no arguments, got %q", strings.Join(args, " "))
 	}
 	log := slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	v, err := containerd.DetectVersion(ctx, g.Root, g.Config.Containerd.Version)
+	v, err := containerdVersion(ctx, g)
 	if err != nil {
 		return ExitUsage, UsageError{err}
 	}

@@ -20,6 +20,7 @@ func init() {
 		timeout                    time.Duration
 		retries                    int
 		deep                       bool
+		withUnits, skipBinaries    bool
 	)
 	register(&Command{
 		Name:    "install",
@@ -48,6 +49,8 @@ resolved once and never re-checked: pin a dated release to upgrade.`,
 			fs.DurationVar(&timeout, "timeout", 0, "time limit for one download attempt, e.g. --timeout 2m")
 			fs.IntVar(&retries, "retries", 0, "retries of a transient failure (reset, 5xx, timeout) with exponential backoff, e.g. --retries 6")
 			fs.BoolVar(&deep, "deep", false, "re-hash every installed file instead of trusting the recorded size/mtime/ctime/inode fingerprint")
+			fs.BoolVar(&withUnits, "units", false, "also install this program as /usr/local/bin/gvisor-bootstrap and install and enable its systemd units and kubelet drop-in (e.g. in a Packer build: install --units)")
+			fs.BoolVar(&skipBinaries, "skip-binaries", false, "with --units, install only this program and the units, not gVisor (e.g. install --units --skip-binaries)")
 			return func(g *Globals) error {
 				r := &g.Config.Release
 				if fs.Changed("release") {
@@ -110,17 +113,42 @@ resolved once and never re-checked: pin a dated release to upgrade.`,
 			if len(args) > 0 {
 				return ExitUsage, usageErrorf("install takes no arguments, got %q", args)
 			}
-			inst := newInstaller(g, g.logger())
-			inst.Deep = g.Config.Boot.DeepVerify
-			res, err := inst.Install(ctx, g.DryRun)
-			if err != nil {
-				return ExitFailed, err
+			if skipBinaries && !withUnits {
+				return ExitUsage, usageErrorf("--skip-binaries only makes sense with --units")
+			}
+			var res release.Result
+			if !skipBinaries {
+				inst := newInstaller(g, g.logger())
+				inst.Deep = g.Config.Boot.DeepVerify
+				var err error
+				if res, err = inst.Install(ctx, g.DryRun); err != nil {
+					return ExitFailed, err
+				}
+			}
+			var unitChanges []string
+			if withUnits {
+				var err error
+				if unitChanges, err = installUnits(ctx, g); err != nil {
+					return ExitFailed, err
+				}
 			}
 			g.Emit(struct {
 				Command string `json:"command"`
 				OK      bool   `json:"ok"`
 				release.Result
-			}{"install", true, res}, func(w io.Writer) { printInstall(w, res, g.Config.Release.BinDir) })
+				Units []string `json:"units,omitempty"`
+			}{"install", true, res, unitChanges}, func(w io.Writer) {
+				if !skipBinaries {
+					printInstall(w, res, g.Config.Release.BinDir)
+				}
+				verb := "installed"
+				if g.DryRun {
+					verb = "would install"
+				}
+				for _, p := range unitChanges {
+					fmt.Fprintf(w, "%s %s\n", verb, p)
+				}
+			})
 			return ExitOK, nil
 		},
 	})

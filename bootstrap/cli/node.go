@@ -198,7 +198,11 @@ func changedPaths(p containerd.Plan) string {
 		if i > 0 {
 			s += ", "
 		}
-		s += "wrote " + c.Path
+		if c.Remove {
+			s += "removed " + c.Path
+		} else {
+			s += "wrote " + c.Path
+		}
 	}
 	return s
 }

@@ -163,3 +163,34 @@ func TestGlobalFlagsMayPrecedeTheCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, out)
 	}
 }
+
+func TestInstallUnitsIntoAnImageFolder(t *testing.T) {
+	root := t.TempDir()
+	code, out, errs := runMain(t, "install", "--root", root, "--units", "--skip-binaries")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	r := fsroot.New(root)
+	self, _ := os.Executable()
+	want, _ := os.ReadFile(self)
+	got, err := r.ReadFile("/usr/local/bin/gvisor-bootstrap")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("binary not installed: %v", err)
+	}
+	st, _ := os.Stat(r.Path("/usr/local/bin/gvisor-bootstrap"))
+	if st.Mode().Perm() != 0o755 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	for _, p := range []string{"/etc/systemd/system/gvisor-bootstrap.service", "/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf", "/etc/systemd/system/multi-user.target.wants/gvisor-bootstrap.service"} {
+		if _, err := os.Lstat(r.Path(p)); err != nil {
+			t.Errorf("%s not installed", p)
+		}
+	}
+	code, out, _ = runMain(t, "install", "--root", root, "--units", "--skip-binaries", "--json")
+	if code != ExitOK || strings.Contains(out, `"units"`) {
+		t.Fatalf("second install changed something (exit %d): %s", code, out)
+	}
+	if code, _, _ := runMain(t, "install", "--root", root, "--skip-binaries"); code != ExitUsage {
+		t.Fatalf("--skip-binaries without --units: exit %d", code)
+	}
+}
