@@ -12,6 +12,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 )
 
@@ -273,6 +274,7 @@ func (c *Configurator) Apply(p Plan) error {
 		}
 		c.log().Info("kept the original containerd config for uninstall", "backup", c.Root.Path(p.Backup.Path))
 	}
+	faultpoint.Hit("containerd-backup-written")
 	for _, ch := range p.Changes {
 		if ch.Remove {
 			if err := c.Root.Remove(ch.Path); err != nil {
@@ -281,9 +283,11 @@ func (c *Configurator) Apply(p Plan) error {
 			c.log().Info("removed", "path", c.Root.Path(ch.Path), "why", ch.Why)
 			continue
 		}
+		faultpoint.Hit("containerd-before-write:" + ch.Path)
 		if err := c.Root.WriteFile(ch.Path, ch.New, fsroot.WriteOptions{Mode: ch.Mode}); err != nil {
 			return err
 		}
+		faultpoint.Hit("containerd-after-write:" + ch.Path)
 		c.log().Info("wrote", "path", c.Root.Path(ch.Path), "why", ch.Why)
 	}
 	return nil

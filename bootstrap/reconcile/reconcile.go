@@ -14,6 +14,7 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 )
@@ -265,10 +266,12 @@ func (r *Reconciler) converge(ctx context.Context, opt Options, change ConfigCha
 func (r *Reconciler) restartAndVerify(ctx context.Context, mgr systemd.Manager, rt cri.Runtime, rep *Report, undo func() error) error {
 	unit := r.Cfg.Containerd.Unit
 	r.status("restarting " + unit + " to load the runsc handler")
+	faultpoint.Hit("reconcile-before-restart")
 	err := r.restart(ctx, mgr, unit)
 	rep.Restarts++
 	var st cri.Status
 	if err == nil {
+		faultpoint.Hit("reconcile-after-restart")
 		st, err = r.waitCRI(ctx, rt, r.Cfg.Boot.VerifyTimeout.D())
 		if err == nil {
 			rep.RuntimeChecked = true

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 )
 
@@ -170,6 +171,7 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w; the installed gVisor files were not changed", err)
 	}
+	faultpoint.Hit("release-downloaded")
 
 	newState, err := i.place(st, w, layout, tree, artifacts, digests)
 	if err != nil {

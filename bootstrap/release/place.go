@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 )
 
@@ -82,6 +83,7 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 		os.RemoveAll(verDir)
 		return State{}, err
 	}
+	faultpoint.Hit("release-dir-renamed")
 
 	swaps := []*swap{{name: ShimName, target: name + "/" + ShimName}, {name: RunscName, target: name + "/" + RunscName}}
 	if layout == LayoutBundle {
@@ -112,6 +114,7 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 		if testHookAfterSwap != nil {
 			testHookAfterSwap(s.name)
 		}
+		faultpoint.Hit("release-swapped:" + s.name)
 	}
 	if err := fsroot.SyncDir(binDir); err != nil {
 		return fail(err)
@@ -143,6 +146,7 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 	if err := saveState(i.Root, st); err != nil {
 		return fail(fmt.Errorf("record the installation: %w", err))
 	}
+	faultpoint.Hit("release-state-saved")
 
 	// Committed. Drop backups, a gvisor-bin link of ours that a loose release
 	// no longer needs, and releases older than the previous one.

@@ -1,0 +1,33 @@
+// Package faultpoint is deterministic crash injection for the fault-matrix tests
+// (test/faults): a process started with GVB_FAULTPOINT=<name> kills itself with
+// SIGKILL when it reaches Hit("<name>"), so a test can stop `gvisor-bootstrap run`
+// at one exact step (between two renames, before a restart) and then prove the
+// node is wholly old or wholly new. Without the variable Hit is a comparison with
+// an empty string read once at start: nothing a boot would notice.
+package faultpoint
+
+import (
+	"os"
+	"syscall"
+)
+
+// Env names the fault point to crash at.
+const Env = "GVB_FAULTPOINT"
+
+// armed is read once: Hit sits on hot paths and must not look up the environment.
+var armed = os.Getenv(Env)
+
+// Hit kills the process with SIGKILL (no deferred functions, no cleanup, like a
+// power cut for this process) when GVB_FAULTPOINT equals name.
+func Hit(name string) {
+	if armed == "" || armed != name {
+		return
+	}
+	kill()
+}
+
+// kill is a variable so the package's own test can observe a hit in-process.
+var kill = func() {
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // SIGKILL is delivered before this returns; never go on
+}
