@@ -14,8 +14,13 @@ import (
 // Env names the fault point to crash at.
 const Env = "GVB_FAULTPOINT"
 
+// ActionEnv = "stop" makes the point SIGSTOP the process instead of killing it:
+// the test then changes the node behind the paused run (another agent rewriting
+// containerd's config) and resumes it with SIGCONT.
+const ActionEnv = "GVB_FAULTPOINT_ACTION"
+
 // armed is read once: Hit sits on hot paths and must not look up the environment.
-var armed = os.Getenv(Env)
+var armed, action = os.Getenv(Env), os.Getenv(ActionEnv)
 
 // Hit kills the process with SIGKILL (no deferred functions, no cleanup, like a
 // power cut for this process) when GVB_FAULTPOINT equals name.
@@ -23,11 +28,17 @@ func Hit(name string) {
 	if armed == "" || armed != name {
 		return
 	}
+	if action == "stop" {
+		stop()
+		return
+	}
 	kill()
 }
 
-// kill is a variable so the package's own test can observe a hit in-process.
+// kill and stop are variables so the package's own test can observe a hit in-process.
 var kill = func() {
 	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {} // SIGKILL is delivered before this returns; never go on
 }
+
+var stop = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGSTOP) }

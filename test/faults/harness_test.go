@@ -86,6 +86,8 @@ type node struct {
 	extra  string // appended to the tool's config file
 	rel    string // the release the config asks for
 	cdVers string
+	// resetURL is a second server that replaced the release server (network faults).
+	resetURL string
 }
 
 func newNode(t *testing.T) *node {
@@ -176,38 +178,51 @@ func (n *node) install(rel string) {
 
 // binState names the release every entry point resolves into: all of runsc, the
 // shim and gvisor-bin must lead into ONE directory whose files hash to exactly
-// one release's files. "" means nothing is installed; anything mixed fails.
+// one release's files. "" means nothing is installed; anything else fails.
 func (n *node) binState() string {
 	n.t.Helper()
-	binDir := n.path("/usr/local/bin")
-	entries := map[string]string{"runsc": "runsc", "containerd-shim-runsc-v1": "containerd-shim-runsc-v1", "gvisor-bin": "gvisor-bin"}
-	dirs := map[string]bool{}
-	missing := 0
-	for name := range entries {
-		real, err := filepath.EvalSymlinks(filepath.Join(binDir, name))
-		if err != nil {
-			missing++
-			continue
-		}
-		dirs[filepath.Dir(real)] = true
-	}
-	if missing == len(entries) {
+	rels := n.entryReleases()
+	if len(rels) == 0 {
 		return ""
 	}
-	if missing != 0 || len(dirs) != 1 {
-		n.t.Fatalf("entry points do not resolve into one release directory (missing %d, dirs %v)\n%s", missing, dirs, n.listBin())
+	seen := map[string]bool{}
+	for _, r := range rels {
+		seen[r] = true
 	}
-	var dir string
-	for d := range dirs {
-		dir = d
+	if len(rels) != len(entryPoints) || len(seen) != 1 {
+		n.t.Fatalf("entry points do not resolve into one release: %v\n%s", rels, n.listBin())
 	}
-	for _, rel := range []string{oldRel, newRel} {
-		if sameFiles(dir, releaseFiles(rel)) {
-			return rel
+	return rels["runsc"]
+}
+
+var entryPoints = []string{"runsc", "containerd-shim-runsc-v1", "gvisor-bin"}
+
+// entryReleases maps each entry point that exists to the release whose versioned
+// directory it resolves into. Each such directory must hold exactly one
+// release's files (runsc and its sidecars can never be mixed); a half-written
+// directory fails the test.
+func (n *node) entryReleases() map[string]string {
+	n.t.Helper()
+	binDir := n.path("/usr/local/bin")
+	out := map[string]string{}
+	for _, name := range entryPoints {
+		real, err := filepath.EvalSymlinks(filepath.Join(binDir, name))
+		if err != nil {
+			continue
 		}
+		dir := filepath.Dir(real)
+		rel := ""
+		for _, r := range []string{oldRel, newRel} {
+			if sameFiles(dir, releaseFiles(r)) {
+				rel = r
+			}
+		}
+		if rel == "" {
+			n.t.Fatalf("%s resolves into %s, which holds files of no single release\n%s", name, dir, n.listBin())
+		}
+		out[name] = rel
 	}
-	n.t.Fatalf("release directory %s holds files of no single release\n%s", dir, n.listBin())
-	return ""
+	return out
 }
 
 func sameFiles(dir string, want map[string][]byte) bool {
