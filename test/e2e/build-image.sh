@@ -56,7 +56,7 @@ build_variant() {
   base="$(build_base)"
   key="$(variant_inputs "$v" | sha256sum | cut -c1-16)"
   stamp="$IMAGES/$v.key"
-  if [[ -f "$IMAGES/$v.raw" && -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then return; fi
+  if [[ -f "$IMAGES/$v.raw" && -d "$E2E_CACHE/work/$v" && -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then return; fi
   t0=$SECONDS
   root="$E2E_CACHE/work/$v"
   rm -rf "$root"; mkdir -p "$(dirname "$root")"
@@ -68,7 +68,7 @@ build_variant() {
   mv "$IMAGES/$v.raw.tmp" "$IMAGES/$v.raw"
   cp "$root"/boot/vmlinuz-* "$IMAGES/vmlinuz"; cp "$root"/boot/initrd.img-* "$IMAGES/initrd.img"
   echo "$key" > "$stamp"
-  rm -rf "$root"
+  # the variant's root stays (bake.sh provisions a copy of it in a chroot)
   say "$v: image built in $((SECONDS - t0))s -> $IMAGES/$v.raw"
 }
 

@@ -57,7 +57,9 @@ RUN_ID="$(date -u +%Y%m%dT%H%M%S)"
 RUN_DIR="$E2E_CACHE/runs/$RUN_ID"
 mkdir -p "$RUN_DIR"
 trap cleanup EXIT
+trap "exit 130" INT TERM
 cleanup() {
+  stop_qemu
   stop_server
   [[ "${E2E_KEEP:-0}" == 1 ]] || rm -rf "$RUN_DIR"/*.qcow2
 }
