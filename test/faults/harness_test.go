@@ -166,7 +166,16 @@ func (n *node) exec(env []string, args ...string) result {
 	return r
 }
 
-func (n *node) run(args ...string) result { return n.exec(nil, append([]string{"run"}, args...)...) }
+func (n *node) run(args ...string) result {
+	n.t.Helper()
+	r := n.exec(nil, append([]string{"run"}, args...)...)
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "FAILED") {
+			n.t.Logf("user sees (exit %d): %s", r.code, l)
+		}
+	}
+	return r
+}
 
 // install puts a release in place with the tool itself (the "old" state).
 func (n *node) install(rel string) {
