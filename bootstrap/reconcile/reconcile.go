@@ -167,6 +167,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 	}
 	rep.ConfigChange, rep.Diff = change.Summary, change.Diff
 	rep.ConfigFingerprint = FileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath))
+	faultpoint.Hit("reconcile-config-done")
 
 	if opt.DryRun {
 		rep.Outcome = Healthy

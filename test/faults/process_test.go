@@ -19,6 +19,7 @@ var runPoints = []string{
 	"containerd-after-write:/etc/containerd/runsc.toml",
 	"containerd-before-write:/etc/containerd/config.toml",
 	"containerd-after-write:/etc/containerd/config.toml",
+	"reconcile-config-done", // config written and fingerprinted, before restart/verify
 }
 
 // knownMixed are the points where a crash leaves the entry points of two releases

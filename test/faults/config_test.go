@@ -1,0 +1,180 @@
+package faults
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Bad containerd configs are refused with the file and what to do; nothing of
+// containerd's is written (the binaries may be installed: they are whole).
+func TestBadContainerdConfig(t *testing.T) {
+	cases := []struct {
+		name, config string
+		says         []string
+	}{
+		{"invalid TOML", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"\n  sandbox_image = 1\n", []string{"line 2"}},
+		{"unknown dialect", "version = 7\n", []string{"version = 7", "1 to 4"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n := newNode(t)
+			n.install(oldRel)
+			n.writeFile("/etc/containerd/config.toml", c.config, 0o644)
+			r := n.run()
+			if r.code != 1 && r.code != 2 {
+				t.Fatalf("want a failure: %s", r)
+			}
+			mustContain(t, r.stderr, append([]string{"FAILED", n.path("/etc/containerd/config.toml")}, c.says...)...)
+			if got := string(n.read("/etc/containerd/config.toml")); got != c.config {
+				t.Fatalf("bad config was rewritten:\n%s", got)
+			}
+			if _, err := os.Stat(n.path("/etc/containerd/runsc.toml")); err == nil {
+				t.Fatal("runsc options written for a refused config")
+			}
+			t.Logf("binaries: %s", n.binState())
+		})
+	}
+}
+
+// TestContainerdTooOld feeds the real `containerd --version` of Debian's 1.6 through
+// --containerd-version: refused (the shim cannot talk to it), nothing written.
+func TestContainerdTooOld(t *testing.T) {
+	out, err := exec.Command("/usr/bin/containerd", "--version").Output()
+	if err != nil {
+		t.Fatalf("Debian's containerd 1.6 (apt-get install containerd): %v", err)
+	}
+	ver := strings.TrimSpace(string(out))
+	if !strings.Contains(ver, " 1.6.") {
+		t.Fatalf("/usr/bin/containerd is not 1.6: %q", ver)
+	}
+	n := newNode(t)
+	n.install(oldRel)
+	r := n.run("--containerd-version", ver)
+	if r.code != 1 && r.code != 2 {
+		t.Fatalf("want a failure: %s", r)
+	}
+	mustContain(t, r.stderr, "FAILED", "1.6", "1.7")
+	if n.configState([]byte(oldContainerdConfig), nil) != "old" {
+		t.Fatal("config changed for a too-old containerd")
+	}
+}
+
+// TestConfigRewrittenDuringRun is the reimage race, with the real binary: the run
+// is paused (SIGSTOP via GVB_FAULTPOINT_ACTION=stop) at a fault point; another
+// agent then replaces containerd's config with a fresh file without runsc (as
+// Azure's provisioning does, atomically); the run is resumed.
+//
+// After the config step (the window the reconcile covers, and the long one: the
+// restart and CRI verification run there), the run must notice the file changed
+// behind it and reconcile again, so the final file is the agent's file plus runsc,
+// byte-equal to what a clean run makes of it.
+//
+// Two narrower windows inside the config write are KNOWN DEFECTS (reported to the
+// lead); their rows assert today's outcome and fail once it is fixed:
+//   - between the rename of the config and the fingerprint the reconcile takes
+//     after Ensure: the fingerprint is the agent's file, so no re-run; exit 10
+//     ("repaired") with a config that has no runsc.
+//   - between the plan's read and the rename: the agent's content is replaced by
+//     the plan made from the old content (a lost update).
+func TestConfigRewrittenDuringRun(t *testing.T) {
+	agents := strings.Replace(oldContainerdConfig, "pause:3.6", "pause:3.10", 1)
+	ref := newNode(t)
+	ref.writeFile("/etc/containerd/config.toml", agents, 0o644)
+	if r := ref.run(); r.code != 10 {
+		t.Fatalf("reference: %s", r)
+	}
+	want := string(ref.read("/etc/containerd/config.toml"))
+	oldPlusRunsc, _ := wantNew(t)
+	cases := []struct {
+		point, final string
+		stops        int
+		knownDefect  string
+	}{
+		{"reconcile-config-done", want, 2, ""},
+		{"containerd-after-write:/etc/containerd/config.toml", agents, 1, "rewrite after our rename, before the fingerprint: not noticed, config left without runsc"},
+		{"containerd-before-write:/etc/containerd/config.toml", string(oldPlusRunsc), 1, "rewrite between the plan's read and our rename: the agent's update is lost"},
+	}
+	for _, c := range cases {
+		t.Run(c.point, func(t *testing.T) {
+			n := newNode(t)
+			n.install(newRel)
+			code, stops, stderr := runPausedRewrite(t, n, c.point, agents)
+			final := string(n.read("/etc/containerd/config.toml"))
+			ok := code == 10 && stops == c.stops && final == c.final
+			if c.knownDefect != "" {
+				if !ok {
+					t.Fatalf("the known defect (%s) no longer shows as before (exit %d, %d writes, config:\n%s): if fixed, make this row expect %q\n%s", c.knownDefect, code, stops, final, want, stderr)
+				}
+				t.Logf("KNOWN DEFECT: %s", c.knownDefect)
+				return
+			}
+			if !ok {
+				t.Fatalf("exit %d, config written %d times (want %d), final config:\n%s\nlog:\n%s", code, stops, c.stops, final, stderr)
+			}
+			if !strings.Contains(stderr, "rewritten during the run") {
+				t.Errorf("the re-run is not logged:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// runPausedRewrite runs `run` paused at point each time it passes it; at the first
+// pause it atomically replaces containerd's config with agents. It returns the exit
+// code and how many times the run passed the point.
+func runPausedRewrite(t *testing.T, n *node, point, agents string) (int, int, string) {
+	t.Helper()
+	cmd := exec.Command(bin, "--root", n.dir, "run")
+	cmd.Env = append(os.Environ(), "GVB_FAULTPOINT="+point, "GVB_FAULTPOINT_ACTION=stop")
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stops := 0
+	for {
+		select {
+		case err := <-done:
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			return code, stops, errb.String()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if !stopped(cmd.Process.Pid) {
+			continue
+		}
+		stops++
+		if stops == 1 {
+			n.writeFile("/etc/containerd/config.toml.agent", agents, 0o644)
+			if err := os.Rename(n.path("/etc/containerd/config.toml.agent"), n.path("/etc/containerd/config.toml")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if stops > 4 {
+			_ = cmd.Process.Kill()
+			t.Fatal("the run keeps passing the point")
+		}
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+	}
+}
+
+// stopped reports whether a process is in state T (stopped) per /proc/PID/stat.
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] == 'T'
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
