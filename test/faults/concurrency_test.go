@@ -134,4 +134,3 @@ func (w *watcher) renamedInto() map[string]int {
 		}
 	}
 }
-
