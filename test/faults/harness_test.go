@@ -92,7 +92,14 @@ type node struct {
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	n := &node{t: t, dir: t.TempDir(), srv: releasetest.NewServer(t), rel: newRel, cdVers: "1.7.35"}
+	return newNodeIn(t, t.TempDir())
+}
+
+// newNodeIn makes the node in dir (a short one when a containerd socket lives
+// under it: unix socket paths are limited to 108 bytes).
+func newNodeIn(t *testing.T, dir string) *node {
+	t.Helper()
+	n := &node{t: t, dir: dir, srv: releasetest.NewServer(t), rel: newRel, cdVers: "1.7.35"}
 	n.root = fsroot.New(n.dir)
 	n.srv.AddBundle(oldRel, arch, releaseFiles(oldRel))
 	n.srv.AddBundle(newRel, arch, releaseFiles(newRel))
@@ -281,7 +288,16 @@ func (n *node) configState(old, new []byte) string {
 // computed once on a scratch node by the tool itself.
 func wantNew(t *testing.T) (config, options []byte) {
 	t.Helper()
+	return wantNewFor(t, oldContainerdConfig, "1.7.35")
+}
+
+// wantNewFor is wantNew for another starting config and containerd version.
+func wantNewFor(t *testing.T, old, containerdVersion string) (config, options []byte) {
+	t.Helper()
 	ref := newNode(t)
+	ref.cdVers = containerdVersion
+	ref.writeToolConfig()
+	ref.writeFile("/etc/containerd/config.toml", old, 0o644)
 	if r := ref.run(); r.code != 10 {
 		t.Fatalf("reference run: %s", r)
 	}
