@@ -11,6 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 MIRROR="${E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DISK_SIZE="${E2E_DISK_SIZE:-6G}"
+E2E_ROOT_PASSWORD="${E2E_ROOT_PASSWORD:-e2e-local-only-password}"
 
 BASE_STEP_VERSION=1 # bump when build_base changes what it makes
 base_key() { echo "$(hash_of "$E2E_DIR/base-packages.txt")-$BASE_STEP_VERSION-$(basename "$MIRROR")" | sha256sum | cut -c1-16; }
@@ -110,8 +111,12 @@ customize() {
   chroot "$r" systemctl mask -q serial-getty@ttyS0.service getty@tty1.service e2scrub_reap.service \
     apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer \
     systemd-timesyncd.service 2>/dev/null || true
-  # root can log in on the console when debugging a scenario by hand (no password)
-  chroot "$r" passwd -dq root 2>/dev/null || chroot "$r" passwd -d root >/dev/null
+  # root logs in with this password on the console (debugging by hand) and over SSH for the
+  # image's `packer build` (packer/image/variables.pkr.hcl ssh_password)
+  echo "root:$E2E_ROOT_PASSWORD" | chroot "$r" chpasswd
+  install -d "$r/etc/ssh/sshd_config.d" "$r/etc/systemd/system/ssh.service.d"
+  install -m 644 "$g/ssh/e2e.conf" "$r/etc/ssh/sshd_config.d/e2e.conf"
+  install -m 644 "$g/ssh/ssh-only-without-seed.conf" "$r/etc/systemd/system/ssh.service.d/e2e.conf"
 }
 
 main() {

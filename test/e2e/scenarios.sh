@@ -51,9 +51,11 @@ make_www() {
 
 SERVER_PID=""
 start_server() {
-  local port tries=0
+  # A fixed port first: the baked image's config names it (see build_baked), so a new port
+  # means a new bake.
+  local port="${E2E_PORT:-18080}" tries=0
   while :; do
-    port=$((20000 + RANDOM % 20000))
+    ((tries == 0)) || port=$((20000 + RANDOM % 20000))
     busybox httpd -f -vv -p "127.0.0.1:$port" -h "$WWW" 2>>"$LOGS/httpd.log" &
     SERVER_PID=$!
     sleep 0.3
@@ -234,12 +236,15 @@ check_scale_out() {
 build_baked() {
   BAKED_RAW="$IMAGES/baked.raw"
   local cfg="$E2E_CACHE/baked-config.toml"
+  # The release URL is the loopback server as the packer build VM sees it (qemu user net
+  # without restrict: 10.0.2.2 is the host): reachable while the image is built, as the
+  # bucket is for an Azure build, and unreachable on the baked scenarios' boots, which have
+  # no network at all.
   cat > "$cfg" <<EOF
-# e2e baked node: the release is baked in; its URL (the loopback server) is unreachable on
-# the baked scenarios' boots, which have no network at all.
+# e2e baked node: the release is baked in; its URL is reachable only at image build time.
 [release]
 version = "$REL"
-url = "http://$SERVER_IP/gvisor/releases/release/$REL/x86_64"
+url = "http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64"
 EOF
   say "baking: c2 image + packer/scripts/* (log $LOGS/bake.log)"
   "$E2E_DIR/bake.sh" "$REL" "$cfg" >"$LOGS/bake.log" 2>&1 || {
@@ -249,6 +254,7 @@ EOF
 scenario_2() {
   local s=2 name=s2-baked log="$LOGS/s2-baked.serial.log" ok=0
   build_baked || { note $s "could not bake the image (see $LOGS/bake.log)"; return 1; }
+  note $s "baked by $(cat "$IMAGES/baked.method" 2>/dev/null)"
   S2_DISK="$(overlay "$name" "$BAKED_RAW")"
   boot "$name" "$S2_DISK" "$(seed_tar "$name" 'E2E_SCENARIO=2')" 0 \
     || { note $s "boot failed or timed out"; read_common $s "$log"; S2_DISK=""; return 1; }
