@@ -8,6 +8,7 @@ package faultpoint
 
 import (
 	"os"
+	"runtime"
 	"syscall"
 )
 
@@ -36,9 +37,20 @@ func Hit(name string) {
 }
 
 // kill and stop are variables so the package's own test can observe a hit in-process.
+//
+// Both signal the calling thread (tgkill), not the process: a process-directed
+// signal is taken by some thread of the Go runtime, and the one running the fault
+// point would keep going until the stop reached it. Directed at this thread, the
+// signal acts when the tgkill system call returns, before the next statement.
 var kill = func() {
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	select {} // SIGKILL is delivered before this returns; never go on
+	signalSelf(syscall.SIGKILL)
+	select {} // never go on
 }
 
-var stop = func() { _ = syscall.Kill(os.Getpid(), syscall.SIGSTOP) }
+var stop = func() { signalSelf(syscall.SIGSTOP) }
+
+func signalSelf(sig syscall.Signal) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	_ = syscall.Tgkill(os.Getpid(), syscall.Gettid(), sig)
+}

@@ -166,15 +166,25 @@ func runPausedRewrite(t *testing.T, n *node, point, agents string) (int, int, st
 	}
 }
 
-// stopped reports whether a process is in state T (stopped) per /proc/PID/stat.
+// stopped reports whether every thread of a process is in state T (stopped), per
+// /proc/PID/task/*/stat.
 func stopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-	if err != nil {
+	tasks, err := os.ReadDir("/proc/" + itoa(pid) + "/task")
+	if err != nil || len(tasks) == 0 {
 		return false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] == 'T'
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/task/" + task.Name() + "/stat")
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
