@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"crypto/sha512"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -28,6 +29,13 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// `make test-short` is unit tests only; the matrix runs real processes,
+		// mounts and servers.
+		fmt.Println("fault matrix skipped under -short; run `make test`")
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "gvb-faults-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
