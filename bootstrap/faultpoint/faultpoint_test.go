@@ -1,10 +1,13 @@
 package faultpoint
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestHitOnlyTheArmedName(t *testing.T) {
@@ -58,4 +61,62 @@ func BenchmarkHitUnarmed(b *testing.B) {
 	for b.Loop() {
 		Hit("config-before-rename")
 	}
+}
+
+// TestStopPausesAtThePoint: with the stop action the child stops (every thread)
+// before the statement after the point, and goes on when continued.
+func TestStopPausesAtThePoint(t *testing.T) {
+	if os.Getenv("FAULTPOINT_CHILD") == "stop" {
+		Hit("here")
+		os.Stdout.WriteString("resumed\n")
+		os.Exit(0)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestStopPausesAtThePoint$")
+	cmd.Env = append(os.Environ(), "FAULTPOINT_CHILD=stop", Env+"=here", ActionEnv+"=stop")
+	// A file, not a pipe: the test reads it while the child runs.
+	outPath := t.TempDir() + "/out"
+	f, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd.Stdout = f
+	output := func() string { b, _ := os.ReadFile(outPath); return string(b) }
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !allStopped(cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the child never stopped")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := output(); got != "" {
+		t.Fatalf("the child went on before it was continued: %q", got)
+	}
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+	if err := cmd.Wait(); err != nil || output() != "resumed\n" {
+		t.Fatalf("after SIGCONT: %v, output %q", err, output())
+	}
+}
+
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
 }
