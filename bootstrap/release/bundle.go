@@ -3,6 +3,8 @@ package release
 import (
 	"archive/tar"
 	"compress/bzip2"
+	"crypto/sha512"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -30,13 +32,20 @@ const (
 // deeper are refused; other top-level files are skipped. Every file is written
 // with mode 0755 and fsynced. It returns the relative paths it wrote.
 func extractBundle(archive, dir string) ([]string, error) {
+	written, _, err := extractBundleHashed(archive, dir)
+	return written, err
+}
+
+// extractBundleHashed is extractBundle that also returns each written file's
+// sha512, computed as it was written.
+func extractBundleHashed(archive, dir string) (written []string, digests map[string]string, err error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	tr := tar.NewReader(bzip2.NewReader(f))
-	var written []string
+	digests = map[string]string{}
 	seen := map[string]bool{}
 	var total int64
 	for n := 0; ; n++ {
@@ -45,14 +54,14 @@ func extractBundle(archive, dir string) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", BundleName, err)
+			return nil, nil, fmt.Errorf("read %s: %w", BundleName, err)
 		}
 		if n >= maxBundleEntries {
-			return nil, fmt.Errorf("%s has more than %d entries; refusing it", BundleName, maxBundleEntries)
+			return nil, nil, fmt.Errorf("%s has more than %d entries; refusing it", BundleName, maxBundleEntries)
 		}
 		name, ok, err := bundlePath(hdr.Name)
 		if err != nil {
-			return nil, fmt.Errorf("%s: entry %q: %w", BundleName, hdr.Name, err)
+			return nil, nil, fmt.Errorf("%s: entry %q: %w", BundleName, hdr.Name, err)
 		}
 		if !ok {
 			continue
@@ -60,38 +69,40 @@ func extractBundle(archive, dir string) ([]string, error) {
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if name != SidecarDir {
-				return nil, fmt.Errorf("%s: unexpected directory %q", BundleName, hdr.Name)
+				return nil, nil, fmt.Errorf("%s: unexpected directory %q", BundleName, hdr.Name)
 			}
 			continue
 		case tar.TypeReg:
 		default:
-			return nil, fmt.Errorf("%s: entry %q is a %s; only regular files are installed", BundleName, hdr.Name, typeName(hdr.Typeflag))
+			return nil, nil, fmt.Errorf("%s: entry %q is a %s; only regular files are installed", BundleName, hdr.Name, typeName(hdr.Typeflag))
 		}
 		if name == SidecarDir {
-			return nil, fmt.Errorf("%s: %q is a file; want a directory", BundleName, hdr.Name)
+			return nil, nil, fmt.Errorf("%s: %q is a file; want a directory", BundleName, hdr.Name)
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("%s: %q appears twice", BundleName, name)
+			return nil, nil, fmt.Errorf("%s: %q appears twice", BundleName, name)
 		}
 		seen[name] = true
 		if hdr.Size > maxBundleFile || total+hdr.Size > maxBundleTotal {
-			return nil, fmt.Errorf("%s: %q (%d bytes) exceeds the size bounds", BundleName, name, hdr.Size)
+			return nil, nil, fmt.Errorf("%s: %q (%d bytes) exceeds the size bounds", BundleName, name, hdr.Size)
 		}
 		total += hdr.Size
-		if err := writeExecutable(filepath.Join(dir, name), io.LimitReader(tr, hdr.Size), hdr.Size); err != nil {
-			return nil, err
+		h := sha512.New()
+		if err := writeExecutable(filepath.Join(dir, name), io.TeeReader(io.LimitReader(tr, hdr.Size), h), hdr.Size); err != nil {
+			return nil, nil, err
 		}
 		written = append(written, name)
+		digests[name] = hex.EncodeToString(h.Sum(nil))
 	}
 	for _, want := range []string{RunscName, ShimName} {
 		if !seen[want] {
-			return nil, fmt.Errorf("%s has no %s; it is not a gVisor release bundle", BundleName, want)
+			return nil, nil, fmt.Errorf("%s has no %s; it is not a gVisor release bundle", BundleName, want)
 		}
 	}
 	if err := syncTree(dir); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return written, nil
+	return written, digests, nil
 }
 
 // bundlePath cleans an entry name; ok is false for entries that are skipped.

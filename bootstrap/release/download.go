@@ -42,38 +42,40 @@ func (i *Installer) tryLoose() bool { return i.Cfg.SHA512[BundleName] == "" }
 
 // fetchRelease downloads and checks the release into tree: the bundle when the
 // server has one, else the loose files. It returns the layout and the digests of
-// the downloaded artifacts.
-func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tree string) (string, map[string]string, error) {
+// the downloaded artifacts, and the digests of the files staged in tree, computed
+// while they were written.
+func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tree string) (layout string, artifacts, staged map[string]string, err error) {
 	var bundleErr error
 	if i.tryBundle() {
-		d, err := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
-		if err == nil {
-			if _, err := extractBundle(filepath.Join(dl, BundleName), tree); err != nil {
-				return "", nil, fmt.Errorf("unpack %s from %s: %w (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
+		d, ferr := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
+		if ferr == nil {
+			_, entries, err := extractBundleHashed(filepath.Join(dl, BundleName), tree)
+			if err != nil {
+				return "", nil, nil, fmt.Errorf("unpack %s from %s: %w (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
 			}
-			return LayoutBundle, map[string]string{BundleName: d}, nil
+			return LayoutBundle, map[string]string{BundleName: d}, entries, nil
 		}
-		if !isNotFound(err) || !i.tryLoose() {
-			return "", nil, err
+		if !isNotFound(ferr) || !i.tryLoose() {
+			return "", nil, nil, ferr
 		}
-		bundleErr = err
+		bundleErr = ferr
 		i.log().Info("no release bundle; trying loose files", "url", redact(fileURL(w.source, BundleName)))
 	}
-	artifacts := map[string]string{}
+	artifacts = map[string]string{}
 	for _, name := range []string{RunscName, ShimName} {
 		d, err := i.fetchArtifact(ctx, f, w.source, name, dl)
 		if err != nil {
 			if isNotFound(err) && name == RunscName {
-				return "", nil, i.missingRelease(ctx, f, w, bundleErr, err)
+				return "", nil, nil, i.missingRelease(ctx, f, w, bundleErr, err)
 			}
-			return "", nil, err
+			return "", nil, nil, err
 		}
 		if err := moveExecutable(filepath.Join(dl, name), filepath.Join(tree, name)); err != nil {
-			return "", nil, fmt.Errorf("stage %s: %w; %s", name, err, localFix)
+			return "", nil, nil, fmt.Errorf("stage %s: %w; %s", name, err, localFix)
 		}
 		artifacts[name] = d
 	}
-	return LayoutLoose, artifacts, nil
+	return LayoutLoose, artifacts, artifacts, nil
 }
 
 // fetchArtifact downloads name and its published .sha512 into dl and checks the
@@ -107,15 +109,12 @@ func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl
 	}
 	artURL := fileURL(src, name)
 	artPath := filepath.Join(dl, name)
-	if ferr := f.fetch(ctx, artURL, artPath, maxDownload); ferr != nil {
+	got, ferr := f.fetchHashed(ctx, artURL, artPath, maxDownload)
+	if ferr != nil {
 		return "", ferr
 	}
 	if err != nil {
 		return "", err // the artifact exists but has no checksum
-	}
-	got, err := hashFile(artPath)
-	if err != nil {
-		return "", err
 	}
 	if got != wantDigest {
 		return "", &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
@@ -170,13 +169,21 @@ func (e *missingError) Unwrap() error { return e.err }
 
 // hashTree hashes every staged file and checks pinned digests of runsc and the
 // shim (which, in a bundle, are checked in addition to the bundle's digest).
-func (i *Installer) hashTree(tree, layout string) (map[string]string, error) {
+//
+// known holds digests already computed while the files were written (a loose
+// artifact hashed as it downloaded, a bundle entry hashed as it was unpacked);
+// only the rest is read back.
+func (i *Installer) hashTree(tree, layout string, known map[string]string) (map[string]string, error) {
 	digests := map[string]string{}
 	err := filepath.WalkDir(tree, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(tree, p)
+		if h, ok := known[filepath.ToSlash(rel)]; ok {
+			digests[filepath.ToSlash(rel)] = h
+			return nil
+		}
 		h, err := hashFile(p)
 		if err != nil {
 			return err

@@ -102,10 +102,29 @@ const maxBackoff = 30 * time.Second
 // fetch downloads src to dst (which must not exist), retrying transient failures.
 // limit bounds the size of the file.
 func (f *fetcher) fetch(ctx context.Context, src, dst string, limit int64) error {
+	return f.fetchWith(ctx, src, dst, limit, nil)
+}
+
+// fetchHashed is fetch that also returns the file's sha512, computed from the bytes
+// as they stream to disk: a large artifact is hashed in the same pass that writes
+// it, not read back afterwards (sha512 is the install's main CPU cost). When the
+// getter streams nothing through the tracker (file://), the file is hashed after.
+func (f *fetcher) fetchHashed(ctx context.Context, src, dst string, limit int64) (string, error) {
+	h := &hashingTracker{}
+	if err := f.fetchWith(ctx, src, dst, limit, h); err != nil {
+		return "", err
+	}
+	if d, ok := h.digest(); ok {
+		return d, nil
+	}
+	return hashFile(dst)
+}
+
+func (f *fetcher) fetchWith(ctx context.Context, src, dst string, limit int64, h *hashingTracker) error {
 	delay := f.backoff
 	var last *FetchError
 	for attempt := 1; ; attempt++ {
-		err := f.once(ctx, src, dst, limit)
+		err := f.once(ctx, src, dst, limit, h)
 		if err == nil {
 			return nil
 		}
@@ -127,7 +146,7 @@ func (f *fetcher) fetch(ctx context.Context, src, dst string, limit int64) error
 // once is one attempt. go-getter reports an HTTP status only as text, so the
 // attempt's transport records the status and enforces the size limit; the
 // error is classified from those and from the error chain.
-func (f *fetcher) once(ctx context.Context, src, dst string, limit int64) *FetchError {
+func (f *fetcher) once(ctx context.Context, src, dst string, limit int64, h *hashingTracker) *FetchError {
 	_ = os.Remove(dst) // go-getter's HTTP getter appends to an existing file
 	u, err := url.Parse(src)
 	if err != nil {
@@ -165,6 +184,10 @@ func (f *fetcher) once(ctx context.Context, src, dst string, limit int64) *Fetch
 	req := &getter.Request{Src: src, Dst: dst, GetMode: getter.ModeFile, Copy: true, DisableSymlinks: true}
 	if f.progress != nil {
 		req.ProgressListener = f.progress(src)
+	}
+	if h != nil {
+		h.reset(req.ProgressListener)
+		req.ProgressListener = h
 	}
 	_, err = client.Get(actx, req)
 	if err == nil {

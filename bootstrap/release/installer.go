@@ -163,11 +163,11 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	}
 
 	f := i.fetcher()
-	layout, artifacts, err := i.fetchRelease(ctx, f, w, dl, tree)
+	layout, artifacts, staged, err := i.fetchRelease(ctx, f, w, dl, tree)
 	if err != nil {
 		return res, fmt.Errorf("%w; the installed gVisor files were not changed", err)
 	}
-	digests, err := i.hashTree(tree, layout)
+	digests, err := i.hashTree(tree, layout, staged)
 	if err != nil {
 		return res, fmt.Errorf("%w; the installed gVisor files were not changed", err)
 	}
