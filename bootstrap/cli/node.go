@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -155,6 +156,16 @@ func (b *binaries) Present() bool {
 type containerdConfig struct{ c *containerd.Configurator }
 
 func (a *containerdConfig) Ensure(dryRun bool) (reconcile.ConfigChange, error) {
+	for attempt := 1; ; attempt++ {
+		ch, err := a.ensureOnce(dryRun)
+		if errors.Is(err, containerd.ErrChangedSincePlan) && attempt < 3 {
+			continue // another agent is writing it: plan from the new content
+		}
+		return ch, err
+	}
+}
+
+func (a *containerdConfig) ensureOnce(dryRun bool) (reconcile.ConfigChange, error) {
 	plan, err := a.c.Plan()
 	if err != nil {
 		return reconcile.ConfigChange{}, err

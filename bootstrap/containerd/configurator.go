@@ -284,6 +284,9 @@ func (c *Configurator) Apply(p Plan) error {
 			continue
 		}
 		faultpoint.Hit("containerd-before-write:" + ch.Path)
+		if err := c.unchangedSincePlan(ch); err != nil {
+			return err
+		}
 		if err := c.Root.WriteFile(ch.Path, ch.New, fsroot.WriteOptions{Mode: ch.Mode}); err != nil {
 			return err
 		}
@@ -353,4 +356,25 @@ func modeOf(root fsroot.Root, p string) fs.FileMode {
 		return 0
 	}
 	return st.Mode().Perm()
+}
+
+// ErrChangedSincePlan: another agent rewrote a file between Plan and Apply. Writing
+// the plan would throw their content away; plan again from what is there now.
+var ErrChangedSincePlan = errors.New("changed since it was read")
+
+// unchangedSincePlan narrows the window in which another writer's file could be
+// replaced by a plan made from the previous content to the rename itself.
+func (c *Configurator) unchangedSincePlan(ch FileChange) error {
+	cur, err := c.Root.ReadFile(ch.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if !ch.Existed {
+			return nil
+		}
+	case err != nil:
+		return fmt.Errorf("re-read %s before writing it: %w", c.Root.Path(ch.Path), err)
+	case ch.Existed && bytes.Equal(cur, ch.Old):
+		return nil
+	}
+	return fmt.Errorf("%s %w; nothing was written to it", c.Root.Path(ch.Path), ErrChangedSincePlan)
 }
