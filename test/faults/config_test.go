@@ -75,7 +75,8 @@ func TestContainerdTooOld(t *testing.T) {
 // byte-equal to what a clean run makes of it.
 //
 // Two narrower windows inside the config write are KNOWN DEFECTS (reported to the
-// lead); their rows assert today's outcome and fail once it is fixed:
+// lead); their rows accept today's outcome (logged) or the right one, and fail on
+// anything else:
 //   - between the rename of the config and the fingerprint the reconcile takes
 //     after Ensure: the fingerprint is the agent's file, so no re-run; exit 10
 //     ("repaired") with a config that has no runsc.
@@ -105,15 +106,21 @@ func TestConfigRewrittenDuringRun(t *testing.T) {
 			n.install(newRel)
 			code, stops, stderr := runPausedRewrite(t, n, c.point, agents)
 			final := string(n.read("/etc/containerd/config.toml"))
-			ok := code == 10 && stops == c.stops && final == c.final
+			fixed := code == 10 && final == want
 			if c.knownDefect != "" {
-				if !ok {
-					t.Fatalf("the known defect (%s) no longer shows as before (exit %d, %d writes, config:\n%s): if fixed, make this row expect %q\n%s", c.knownDefect, code, stops, final, want, stderr)
+				// Today's outcome, or the right one once the defect is fixed (a fix
+				// is in progress); anything else fails.
+				switch {
+				case code == 10 && stops == c.stops && final == c.final:
+					t.Logf("KNOWN DEFECT: %s", c.knownDefect)
+				case fixed:
+					t.Logf("fixed: %s no longer happens (exit %d, %d passes); make this row strict", c.knownDefect, code, stops)
+				default:
+					t.Fatalf("neither the known defect (%s) nor the right result: exit %d, %d passes, config:\n%s\n%s", c.knownDefect, code, stops, final, stderr)
 				}
-				t.Logf("KNOWN DEFECT: %s", c.knownDefect)
 				return
 			}
-			if !ok {
+			if !fixed || stops != c.stops {
 				t.Fatalf("exit %d, config written %d times (want %d), final config:\n%s\nlog:\n%s", code, stops, c.stops, final, stderr)
 			}
 			if !strings.Contains(stderr, "rewritten during the run") {

