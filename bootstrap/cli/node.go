@@ -159,7 +159,10 @@ func (a *containerdConfig) Ensure(dryRun bool) (reconcile.ConfigChange, error) {
 	for attempt := 1; ; attempt++ {
 		ch, err := a.ensureOnce(dryRun)
 		if errors.Is(err, containerd.ErrChangedSincePlan) && attempt < 3 {
-			continue // another agent is writing it: plan from the new content
+			if a.c.Log != nil {
+				a.c.Log.Warn("containerd's config was rewritten during the run: planning again from the new content", "error", err)
+			}
+			continue
 		}
 		return ch, err
 	}
@@ -170,7 +173,7 @@ func (a *containerdConfig) ensureOnce(dryRun bool) (reconcile.ConfigChange, erro
 	if err != nil {
 		return reconcile.ConfigChange{}, err
 	}
-	ch := reconcile.ConfigChange{RestartNeeded: plan.RestartNeeded}
+	ch := reconcile.ConfigChange{RestartNeeded: plan.RestartNeeded, ConfigPath: plan.MainPath, ConfigAfter: plan.MainAfter}
 	if len(plan.Changes) == 0 {
 		return ch, nil
 	}

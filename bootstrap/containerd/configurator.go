@@ -52,6 +52,11 @@ type Plan struct {
 	// SystemdCgroup reports that runc uses the systemd cgroup driver, so runsc
 	// was given systemd-cgroup = "true".
 	SystemdCgroup bool
+	// MainPath is containerd's main config file (a symlink resolved) and MainAfter
+	// its content once the plan is applied: a caller compares it with the file
+	// later to notice another agent's rewrite.
+	MainPath  string
+	MainAfter []byte
 }
 
 // Changed reports whether applying the plan writes anything.
@@ -169,6 +174,12 @@ func (c *Configurator) Plan() (Plan, error) {
 	}
 	if err := c.planBackup(&p, old, existed); err != nil {
 		return p, err
+	}
+	p.MainPath, p.MainAfter = cfgPath, old
+	for _, ch := range p.Changes {
+		if ch.Path == cfgPath {
+			p.MainAfter = ch.New
+		}
 	}
 	return p, nil
 }

@@ -1,9 +1,11 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -74,8 +76,12 @@ type Report struct {
 	Error          string    `json:"error,omitempty"`
 	DryRun         bool      `json:"dry_run,omitempty"`
 
-	// ConfigFingerprint is containerd's config file as this run left it (FileFingerprint).
+	// ConfigFingerprint is containerd's config file as this run left it
+	// (FileFingerprint), for a watcher to notice a later rewrite.
 	ConfigFingerprint string `json:"-"`
+
+	configPath  string
+	configAfter []byte
 }
 
 func (r *Reconciler) status(msg string) {
@@ -112,7 +118,7 @@ func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
 		rep = r.run(ctx, opt)
 		restarts += rep.Restarts
 		repaired = repaired || rep.Outcome == Repaired
-		if opt.DryRun || rep.Outcome == Failed || attempt == 3 || FileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath)) == rep.ConfigFingerprint {
+		if opt.DryRun || rep.Outcome == Failed || attempt == 3 || r.configStillOurs(&rep) {
 			break
 		}
 		r.Log.Warn("containerd's config was rewritten during the run: reconciling again", "path", r.Root.Path(r.Cfg.Containerd.ConfigPath))
@@ -123,6 +129,26 @@ func (r *Reconciler) Run(ctx context.Context, opt Options) Report {
 	}
 	rep.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	return rep
+}
+
+// configStillOurs reports whether containerd's config still holds what this run
+// left in it, and records its fingerprint. The fingerprint is taken before the
+// content is compared: a rewrite after the comparison then shows as a changed
+// fingerprint to the watcher; one before it, as other content here.
+func (r *Reconciler) configStillOurs(rep *Report) bool {
+	path := rep.configPath
+	if path == "" {
+		path = r.Cfg.Containerd.ConfigPath
+	}
+	rep.ConfigFingerprint = FileFingerprint(r.Root.Path(path))
+	if rep.configPath == "" {
+		return true // the seam does not say what it left: nothing to compare
+	}
+	cur, err := r.Root.ReadFile(path)
+	if err != nil {
+		return rep.configAfter == nil && errors.Is(err, fs.ErrNotExist)
+	}
+	return bytes.Equal(cur, rep.configAfter)
 }
 
 // FileFingerprint changes whenever the file is written or replaced.
@@ -166,7 +192,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 		return fail(fmt.Errorf("configure containerd: %w", err))
 	}
 	rep.ConfigChange, rep.Diff = change.Summary, change.Diff
-	rep.ConfigFingerprint = FileFingerprint(r.Root.Path(r.Cfg.Containerd.ConfigPath))
+	rep.configPath, rep.configAfter = change.ConfigPath, change.ConfigAfter
 	faultpoint.Hit("reconcile-config-done")
 
 	if opt.DryRun {

@@ -49,6 +49,7 @@ func (b *fakeBins) Present() bool           { return b.present }
 // fakeConf models containerd's config file: whether it has runsc now, and what the
 // running containerd loaded at its last (re)start.
 type fakeConf struct {
+	root         fsroot.Root // where the config file is, when a test has one
 	mu           sync.Mutex
 	has, wasBad  bool
 	change       ConfigChange
@@ -61,6 +62,8 @@ func (c *fakeConf) Ensure(dry bool) (ConfigChange, error) {
 	defer c.mu.Unlock()
 	c.ensureCalled++
 	ch := c.change
+	ch.ConfigPath = "/etc/containerd/config.toml"
+	ch.ConfigAfter, _ = c.root.ReadFile(ch.ConfigPath)
 	if ch.Changed && !dry {
 		prev := c.has
 		c.has = true
@@ -84,7 +87,8 @@ type node struct {
 func newNode(t *testing.T, active bool, fileHas, criHas bool) *node {
 	cfg := config.Default()
 	cfg.Boot.VerifyTimeout = config.Duration(300 * time.Millisecond)
-	n := &node{sd: systemd.NewFake(), rt: &cri.Fake{}, conf: &fakeConf{has: fileHas}, bins: &fakeBins{present: true}}
+	root := fsroot.New(t.TempDir())
+	n := &node{sd: systemd.NewFake(), rt: &cri.Fake{}, conf: &fakeConf{root: root, has: fileHas}, bins: &fakeBins{present: true}}
 	if active {
 		n.sd.States["containerd.service"] = "active"
 	}
@@ -94,7 +98,7 @@ func newNode(t *testing.T, active bool, fileHas, criHas bool) *node {
 		return nil
 	}
 	n.r = &Reconciler{
-		Root: fsroot.New(t.TempDir()), Cfg: cfg, Bins: n.bins, Conf: n.conf,
+		Root: root, Cfg: cfg, Bins: n.bins, Conf: n.conf,
 		Systemd:   func(context.Context) (systemd.Manager, error) { return n.sd, nil },
 		CRI:       func() (cri.Runtime, error) { return n.rt, nil },
 		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -44,4 +44,9 @@ type ConfigChange struct {
 	Summary       string
 	// Undo restores the files as they were before Ensure.
 	Undo func() error
+	// ConfigPath is containerd's main config file (a node path) and ConfigAfter the
+	// content this Ensure left in it (or found right): a run that finds other
+	// content there at its end reconciles again.
+	ConfigPath  string
+	ConfigAfter []byte
 }

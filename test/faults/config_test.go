@@ -74,14 +74,12 @@ func TestContainerdTooOld(t *testing.T) {
 // behind it and reconcile again, so the final file is the agent's file plus runsc,
 // byte-equal to what a clean run makes of it.
 //
-// Two narrower windows inside the config write are KNOWN DEFECTS (reported to the
-// lead); their rows accept today's outcome (logged) or the right one, and fail on
-// anything else:
-//   - between the rename of the config and the fingerprint the reconcile takes
-//     after Ensure: the fingerprint is the agent's file, so no re-run; exit 10
-//     ("repaired") with a config that has no runsc.
-//   - between the plan's read and the rename: the agent's content is replaced by
-//     the plan made from the old content (a lost update).
+// The two narrower windows inside the config write are covered too:
+//   - between the rename of the config and the end of the run: the run compares the
+//     file with the content it left there and goes again;
+//   - between the plan's read and the rename: Apply re-reads the file and refuses to
+//     replace content it did not plan from (containerd.ErrChangedSincePlan); the
+//     reconcile plans again from the agent's file.
 func TestConfigRewrittenDuringRun(t *testing.T) {
 	agents := strings.Replace(oldContainerdConfig, "pause:3.6", "pause:3.10", 1)
 	ref := newNode(t)
@@ -90,15 +88,13 @@ func TestConfigRewrittenDuringRun(t *testing.T) {
 		t.Fatalf("reference: %s", r)
 	}
 	want := string(ref.read("/etc/containerd/config.toml"))
-	oldPlusRunsc, _ := wantNew(t)
 	cases := []struct {
-		point, final string
-		stops        int
-		knownDefect  string
+		point string
+		stops int
 	}{
-		{"reconcile-config-done", want, 2, ""},
-		{"containerd-after-write:/etc/containerd/config.toml", agents, 1, "rewrite after our rename, before the fingerprint: not noticed, config left without runsc"},
-		{"containerd-before-write:/etc/containerd/config.toml", string(oldPlusRunsc), 1, "rewrite between the plan's read and our rename: the agent's update is lost"},
+		{"reconcile-config-done", 2},
+		{"containerd-after-write:/etc/containerd/config.toml", 2},
+		{"containerd-before-write:/etc/containerd/config.toml", 2},
 	}
 	for _, c := range cases {
 		t.Run(c.point, func(t *testing.T) {
@@ -107,19 +103,6 @@ func TestConfigRewrittenDuringRun(t *testing.T) {
 			code, stops, stderr := runPausedRewrite(t, n, c.point, agents)
 			final := string(n.read("/etc/containerd/config.toml"))
 			fixed := code == 10 && final == want
-			if c.knownDefect != "" {
-				// Today's outcome, or the right one once the defect is fixed (a fix
-				// is in progress); anything else fails.
-				switch {
-				case code == 10 && stops == c.stops && final == c.final:
-					t.Logf("KNOWN DEFECT: %s", c.knownDefect)
-				case fixed:
-					t.Logf("fixed: %s no longer happens (exit %d, %d passes); make this row strict", c.knownDefect, code, stops)
-				default:
-					t.Fatalf("neither the known defect (%s) nor the right result: exit %d, %d passes, config:\n%s\n%s", c.knownDefect, code, stops, final, stderr)
-				}
-				return
-			}
 			if !fixed || stops != c.stops {
 				t.Fatalf("exit %d, config written %d times (want %d), final config:\n%s\nlog:\n%s", code, stops, c.stops, final, stderr)
 			}
