@@ -117,4 +117,6 @@ func printVerify(w io.Writer, res verifyResult) {
 	}
 }
 
-func dialCRI(g *Globals) (cri.Runtime, error) { return cri.Dial(g.Root, g.Config.Containerd.Address) }
+// dialCRI is a variable so that tests can put a fake CRI behind uninstall (no
+// gVisor pod can run on the test machine itself).
+var dialCRI = func(g *Globals) (cri.Runtime, error) { return cri.Dial(g.Root, g.Config.Containerd.Address) }
