@@ -94,10 +94,10 @@ fails=0
 {
   echo
   printf 'e2e run %s   image build/reuse %ss, server %ss, logs in %s\n' "$RUN_ID" "$IMAGE_SECONDS" "$SERVE_SECONDS" "$LOGS"
-  printf '%-3s %-12s %-5s %6s %9s  %-34s %s\n' '#' scenario result time restarts 'kubelet stand-in saw at its start' notes
+  printf '%-3s %-14s %-6s %6s %9s  %-24s %s\n' '#' scenario result time restarts 'kubelet saw at start' notes
   for s in "${scenarios[@]}"; do
     [[ "${R_RESULT[$s]}" == PASS ]] || fails=$((fails + 1))
-    printf '%-3s %-12s %-5s %5ss %9s  %-34s %s\n' "$s" "${SCENARIO_NAME[$s]}" "${R_RESULT[$s]}" "${R_TIME[$s]}" \
+    printf '%-3s %-14s %-6s %5ss %9s  %-24s %s\n' "$s" "${SCENARIO_NAME[$s]}" "${R_RESULT[$s]}" "${R_TIME[$s]}" \
       "${R_RESTARTS[$s]:-?}" "${R_SAW[$s]:-?}" "${R_NOTE[$s]:-}"
   done
   echo

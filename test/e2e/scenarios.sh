@@ -135,7 +135,8 @@ read_common() {
   starts="$(mark "$log" containerd-starts)"
   if [[ "$starts" =~ ^[0-9]+$ ]]; then R_RESTARTS[$s]=$((starts > 0 ? starts - 1 : 0)); else R_RESTARTS[$s]='?'; fi
   if grep -qa '^E2E|kubelet-start|' "$log"; then
-    R_SAW[$s]="runsc=$(mark "$log" kubelet-runsc) ($(mark "$log" kubelet-saw | sed 's/ handlers=.*//'))"
+    if [[ "$(mark "$log" kubelet-runsc)" == yes ]]; then R_SAW[$s]="runsc handler"
+    else R_SAW[$s]="NO runsc ($(mark "$log" kubelet-saw | sed 's/.*handlers=//'))"; fi
   else
     R_SAW[$s]="kubelet did not start"
   fi
@@ -329,7 +330,7 @@ scenario_5() {
   else
     local elsewhere
     elsewhere="$(marks "$log" cloud-init-output | grep -iE 'sha512|checksum|digest|mismatch' | head -1 | cut -c1-160)"
-    note $s "no checksum reason in journalctl -u gvisor-bootstrap*${elsewhere:+ (only in cloud-init's output: $elsewhere)}"; ok=1
+    note $s "no checksum reason in journalctl -u gvisor-bootstrap*${elsewhere:+ (only in the cloud-init output: $elsewhere)}"; ok=1
   fi
   return $ok
 }
@@ -343,6 +344,11 @@ narrate_follow() {
       E2E\|seed\|*) echo "    cloud-init NoCloud seed in place: ${l#E2E|seed|}" ;;
       E2E\|net\|*) echo "    guest network: ${l#E2E|net|} (only the host's loopback server is reachable)" ;;
       E2E\|images\|*) echo "    busybox and pause images imported from local OCI tars (no registry)" ;;
+      *"cloud-init["*"running 'modules:final'"*) echo "    cloud-init runs the customData: fetch gvisor-bootstrap (sha256-pinned) and install" ;;
+      *"cloud-init["*"msg=verified file="*) v="${l#*msg=verified file=}"; echo "    gvisor-bootstrap verified the release: ${v%% *} matches its .sha512" ;;
+      *"cloud-init["*"installed gVisor release"*) echo "    ${l#*]: }" ;;
+      *"cloud-init["*"installed /etc/systemd/system/kubelet.service.d"*) echo "    kubelet gate installed: ${l##*installed }" ;;
+      *"cloud-init["*"finished at"*) echo "    cloud-init finished; the provisioning stand-in starts kubelet" ;;
       E2E\|kubelet-start\|*) echo "    kubelet starts now (${l#E2E|kubelet-start|})" ;;
       E2E\|kubelet-saw\|*) echo "    ...and the CRI tells it about the runsc handler: ${l#E2E|kubelet-saw|}" ;;
       E2E\|pod\|*) echo "    pod sandbox with runtime handler runsc: ${l#E2E|pod|}" ;;
