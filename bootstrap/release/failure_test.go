@@ -191,30 +191,22 @@ func TestFailureWritingStateRollsBack(t *testing.T) {
 	}
 }
 
-func TestCrashBetweenSwaps(t *testing.T) {
+// A crash right after .gvisor-current moved: the entry points are the new
+// release, the state still describes the old one, so verify reports the node
+// and the next install finishes the job. (Every other crash point:
+// TestCrashAtEveryPlacementStep.)
+func TestCrashAfterSwapBeforeState(t *testing.T) {
 	e := newEnv(t)
 	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
 	e.srv.AddBundle(rel2, arch, bundleFiles(rel2))
 	r1 := e.install(e.installer(rel1))
-
-	testHookAfterSwap = func(name string) {
-		if name == ShimName {
-			panic("simulated crash")
-		}
+	if !crash(e, e.installer(rel2), "release-current-swapped") {
+		t.Fatal("never reached the swap")
 	}
-	func() {
-		defer func() { _ = recover() }()
-		_, _ = e.installer(rel2).Install(context.Background(), false)
-	}()
-	testHookAfterSwap = nil
-
 	real, _ := filepath.EvalSymlinks(e.root.Path(bin + "/runsc"))
-	if real != e.root.Path(r1.Dir+"/runsc") {
-		t.Fatalf("runsc resolves to %s", real)
-	}
 	out, _ := execOutput(filepath.Join(filepath.Dir(real), "gvisor-bin", "checkpointgofer"))
-	if !strings.Contains(out, rel1) {
-		t.Errorf("runsc of %s sits beside sidecars saying %q", rel1, out)
+	if !strings.Contains(out, rel2) || !strings.Contains(e.runInstalled(RunscName), rel2) {
+		t.Errorf("runsc %s sits beside sidecars saying %q", real, out)
 	}
 	if st, _ := LoadState(e.root); st.Release != rel1 {
 		t.Errorf("state says %s", st.Release)
@@ -231,15 +223,7 @@ func TestCrashBetweenSwaps(t *testing.T) {
 	if ps := e.installer(rel2).Verify(true); len(ps) != 0 {
 		t.Errorf("after finishing: %v", ps)
 	}
-	entries, _ := os.ReadDir(e.root.Path(bin))
-	var names []string
-	for _, en := range entries {
-		names = append(names, en.Name())
-	}
-	want := []string{"containerd-shim-runsc-v1", "gvisor-bin", filepath.Base(r1.Dir), filepath.Base(r2.Dir), "runsc"}
-	if diff := cmp.Diff(want, names); diff != "" {
-		t.Errorf("bin dir after recovery (-want +got):\n%s", diff)
-	}
+	noLeftovers(t, e, filepath.Base(r1.Dir), filepath.Base(r2.Dir))
 }
 
 func TestOversizedChecksumFileRefused(t *testing.T) {

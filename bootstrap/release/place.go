@@ -27,25 +27,41 @@ import (
 // runsc finds its sidecars in "gvisor-bin/" next to the path of its own
 // executable with symlinks resolved (gVisor runsc/gvisorbinaries: it reads
 // /proc/self/exe). So each release goes into its own versioned directory,
+// written completely (every file fsynced, mode 0755) under a temporary name and
+// renamed into place, and ONE symlink says which release is current:
 //
 //	BinDir/gvisor.<release>-<hash>/{runsc, containerd-shim-runsc-v1, gvisor-bin/}
+//	BinDir/.gvisor-current           -> gvisor.<release>-<hash>
+//	BinDir/runsc                     -> .gvisor-current/runsc
+//	BinDir/containerd-shim-runsc-v1  -> .gvisor-current/containerd-shim-runsc-v1
+//	BinDir/gvisor-bin                -> .gvisor-current/gvisor-bin   (bundle layout)
 //
-// written completely (every file fsynced, mode 0755) under a temporary name and
-// renamed into place, and BinDir/runsc, BinDir/containerd-shim-runsc-v1 and
-// BinDir/gvisor-bin are symlinks into it, each replaced by rename(2) of a fresh
-// symlink. A runsc started through BinDir/runsc always runs the release
-// directory's runsc and therefore always uses THAT directory's sidecars: runsc and
-// its sidecars come from the same release in every state a crash can leave,
-// which a swapped gvisor-bin link next to a separately renamed runsc file cannot
-// promise (a crash between the two renames would pair them wrongly).
+// The three entry points are static: created once and never swapped again. An
+// upgrade is one rename(2) of a fresh .gvisor-current over the old one, so every
+// entry point moves to the new release at the same instant and no crash can pair
+// the shim of one release with the runsc of another (three renames could). A
+// runsc started through BinDir/runsc runs the release directory's runsc and uses
+// THAT directory's sidecars.
 //
-// Order: the versioned directory, then gvisor-bin (used by tools and people
-// following the documented layout; runsc itself resolves through its real path),
-// then the shim, then runsc last, then the state. A crash between renames leaves
-// older entry points next to newer ones, each self-consistent; the state still
-// describes the old release, so the next run sees the links differ and finishes
-// the job. A failure (not a crash) in the middle is rolled back: every replaced
-// entry was hard-linked to a backup name first.
+// Order, every step a rename of a prepared symlink followed by the fsynced
+// directory (crash points in parentheses, see faultpoint):
+//
+//  1. the versioned directory (release-dir-renamed);
+//  2. only when the entry points are not all static yet (a first install, the
+//     per-release links of earlier versions of this tool, a manual `tar -xjf`
+//     install): .gvisor-current is first pointed at what the entry points show
+//     NOW (release-current-pinned): the old release directory, or a directory
+//     adopting a manual install by hard links; then each entry point becomes
+//     static (release-linked:<name>). Each such step leaves what runs unchanged,
+//     so a crash between them still shows one whole (old) release. On a first
+//     install nothing is pinned and the links dangle until step 3: the entry
+//     points appear together.
+//  3. .gvisor-current to the new directory (release-current-swapped);
+//  4. the state (release-state-saved), written last.
+//
+// A crash before 4 leaves a state describing the old release; the next run sees
+// .gvisor-current differ and finishes the job. A failure (not a crash) before 4 is
+// rolled back: every replaced entry was hard-linked to a backup name first.
 //
 // A running runsc keeps its old inode and its old directory: the previous
 // release's directory is kept (State.Previous) until the next upgrade, because
@@ -55,10 +71,19 @@ const (
 	stagingPrefix = ".gvisor-staging-"
 	tmpLinkInfix  = ".gvisor-new-"
 	backupInfix   = ".gvisor-old-"
+	// CurrentLink names the symlink in BinDir to the current release directory.
+	CurrentLink = ".gvisor-current"
+	// adoptedPrefix names a directory that adopts a manual install by hard
+	// links while the entry points are migrated; removed once committed.
+	adoptedPrefix = ".gvisor-adopted-"
 )
+
+// staticTarget is where an entry point links: through .gvisor-current.
+func staticTarget(name string) string { return CurrentLink + "/" + name }
 
 type swap struct {
 	name, target string // entry in BinDir, symlink target relative to BinDir
+	point        string // fault point passed once swapped
 	tmp          string // the new symlink, created before any swap
 	backup       string // the previous entry, kept until commit
 	exchanged    bool   // the previous entry was a directory, now at tmp
@@ -66,9 +91,9 @@ type swap struct {
 	done         bool
 }
 
-// place moves the staged tree into its versioned directory, swaps the entry
-// points and writes the state; any failure before the state is written is
-// undone.
+// place moves the staged tree into its versioned directory, makes the entry
+// points static (once), swaps .gvisor-current and writes the state; any failure
+// before the state is written is undone.
 func (i *Installer) place(old State, w want, layout, tree string, artifacts, digests map[string]string) (State, error) {
 	binDir := i.Root.Path(w.binDir)
 	name := versionDirName(w.release, artifacts)
@@ -83,11 +108,8 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 		os.RemoveAll(verDir)
 		return State{}, err
 	}
-	faultpoint.Hit("release-dir-renamed")
-
-	swaps := []*swap{{name: ShimName, target: name + "/" + ShimName}, {name: RunscName, target: name + "/" + RunscName}}
+	hit("release-dir-renamed")
 	if layout == LayoutBundle {
-		swaps = append([]*swap{{name: SidecarDir, target: name + "/" + SidecarDir}}, swaps...)
 		if _, err := os.Stat(filepath.Join(verDir, SidecarDir)); err != nil {
 			if err := os.Mkdir(filepath.Join(verDir, SidecarDir), 0o755); err != nil {
 				os.RemoveAll(verDir)
@@ -95,14 +117,24 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 			}
 		}
 	}
+
+	// Prepare everything that can run out of space before touching an entry point.
+	m, err := planMigration(binDir, entryNames(binDir, layout))
+	if err != nil {
+		os.RemoveAll(verDir)
+		return State{}, fmt.Errorf("%w; nothing was changed", err)
+	}
+	swaps := append(m.swaps, &swap{name: CurrentLink, target: name, point: "release-current-swapped"})
 	fail := func(err error) (State, error) {
 		rollback(binDir, swaps)
+		if m.adopted != "" {
+			os.RemoveAll(m.adopted)
+		}
 		os.RemoveAll(verDir)
 		return State{}, fmt.Errorf("%w; the previous installation was restored", err)
 	}
-	// Prepare everything that can run out of space before touching an entry point.
 	for _, s := range swaps {
-		s.tmp = filepath.Join(binDir, "."+s.name+tmpLinkInfix+randSuffix())
+		s.tmp = filepath.Join(binDir, "."+strings.TrimPrefix(s.name, ".")+tmpLinkInfix+randSuffix())
 		if err := os.Symlink(s.target, s.tmp); err != nil {
 			return fail(fmt.Errorf("create symlink %s: %w", s.tmp, err))
 		}
@@ -111,28 +143,30 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 		if err := swapIn(binDir, s); err != nil {
 			return fail(err)
 		}
-		if testHookAfterSwap != nil {
-			testHookAfterSwap(s.name)
+		// Each step is durable before the next: a crash must not let the
+		// filesystem reorder a later rename before an earlier one.
+		if err := fsroot.SyncDir(binDir); err != nil {
+			return fail(err)
 		}
-		faultpoint.Hit("release-swapped:" + s.name)
-	}
-	if err := fsroot.SyncDir(binDir); err != nil {
-		return fail(err)
+		hit(s.point)
 	}
 
 	st := State{
 		Release: w.release, Arch: w.arch, Layout: layout, Source: redact(w.source), BinDir: w.binDir,
 		InstalledAt: time.Now().UTC(),
 		Dir:         nodeJoin(w.binDir, name),
-		Links:       map[string]string{},
+		Links:       map[string]string{nodeJoin(w.binDir, CurrentLink): name},
 		Artifacts:   artifacts,
 		Files:       map[string]FileState{},
 	}
 	if old.Dir != "" && old.Dir != st.Dir && old.BinDir == w.binDir {
 		st.Previous = old.Dir
 	}
-	for _, s := range swaps {
-		st.Links[nodeJoin(w.binDir, s.name)] = s.target
+	for _, n := range []string{ShimName, RunscName} {
+		st.Links[nodeJoin(w.binDir, n)] = staticTarget(n)
+	}
+	if layout == LayoutBundle {
+		st.Links[nodeJoin(w.binDir, SidecarDir)] = staticTarget(SidecarDir)
 	}
 	for rel, d := range digests {
 		np := nodeJoin(st.Dir, rel)
@@ -146,10 +180,11 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 	if err := saveState(i.Root, st); err != nil {
 		return fail(fmt.Errorf("record the installation: %w", err))
 	}
-	faultpoint.Hit("release-state-saved")
+	hit("release-state-saved")
 
 	// Committed. Drop backups, a gvisor-bin link of ours that a loose release
-	// no longer needs, and releases older than the previous one.
+	// no longer needs (it dangles now), the adopted manual install, and
+	// releases older than the previous one.
 	for _, s := range swaps {
 		if s.backup != "" {
 			os.RemoveAll(s.backup)
@@ -157,12 +192,37 @@ func (i *Installer) place(old State, w want, layout, tree string, artifacts, dig
 	}
 	if layout == LayoutLoose {
 		link := filepath.Join(binDir, SidecarDir)
-		if t, err := os.Readlink(link); err == nil && t == old.Links[nodeJoin(w.binDir, SidecarDir)] {
+		if t, err := os.Readlink(link); err == nil && (t == staticTarget(SidecarDir) || t == old.Links[nodeJoin(w.binDir, SidecarDir)]) {
 			os.Remove(link)
 		}
 	}
 	removeOldReleases(binDir, st, i.log())
+	_ = fsroot.SyncDir(binDir)
 	return st, nil
+}
+
+// entryNames are the entry points a release of this layout gets: runsc and the
+// shim, and gvisor-bin for a bundle or while a gvisor-bin link of ours exists
+// (it must move with the others; a loose release then drops it at commit).
+func entryNames(binDir, layout string) []string {
+	names := []string{ShimName, RunscName}
+	if layout == LayoutBundle {
+		return append([]string{SidecarDir}, names...)
+	}
+	e, err := inspectEntry(binDir, SidecarDir)
+	if err == nil && (e.kind == entryStatic || e.kind == entryDirect) {
+		return append([]string{SidecarDir}, names...)
+	}
+	return names
+}
+
+// hit passes a fault point (a crash in the fault-matrix tests, a simulated
+// failure in this package's tests).
+func hit(point string) {
+	if testHookAtPoint != nil {
+		testHookAtPoint(point)
+	}
+	faultpoint.Hit(point)
 }
 
 // swapIn replaces BinDir/<name> with the prepared symlink, keeping what was
@@ -187,14 +247,14 @@ func swapIn(binDir string, s *swap) error {
 			return fmt.Errorf("replace directory %s: %w", dst, err)
 		}
 		// No RENAME_EXCHANGE on this filesystem: move the directory aside first.
-		s.backup = filepath.Join(binDir, "."+s.name+backupInfix+randSuffix())
+		s.backup = filepath.Join(binDir, "."+strings.TrimPrefix(s.name, ".")+backupInfix+randSuffix())
 		if err := os.Rename(dst, s.backup); err != nil {
 			s.backup = ""
 			return fmt.Errorf("move %s aside: %w", dst, err)
 		}
 	default:
 		s.existed = true
-		s.backup = filepath.Join(binDir, "."+s.name+backupInfix+randSuffix())
+		s.backup = filepath.Join(binDir, "."+strings.TrimPrefix(s.name, ".")+backupInfix+randSuffix())
 		if err := os.Link(dst, s.backup); err != nil {
 			s.backup = ""
 			return fmt.Errorf("keep a backup of %s: %w", dst, err)
@@ -229,22 +289,27 @@ func rollback(binDir string, swaps []*swap) {
 	_ = fsroot.SyncDir(binDir)
 }
 
-// testHookAfterSwap lets tests stop the process between two swaps (a crash).
-var testHookAfterSwap func(name string)
+// testHookAtPoint lets tests stop the process at a fault point (a crash).
+var testHookAtPoint func(point string)
 
 // releaseDirName matches the directories versionDirName makes.
 var releaseDirName = regexp.MustCompile(`^gvisor\.[A-Za-z0-9._-]+-[0-9a-f]{12}(\.[0-9a-z]+)?$`)
 
 // removeOldReleases keeps the installed release and the previous one and removes
-// every other release directory, including one a crashed install left behind.
+// every other release directory, including one a crashed install left behind,
+// and directories that adopted a manual install.
 func removeOldReleases(binDir string, st State, log *slog.Logger) {
 	keep := map[string]bool{path.Base(st.Dir): true}
 	if st.Previous != "" {
 		keep[path.Base(st.Previous)] = true
 	}
+	if cur, err := os.Readlink(filepath.Join(binDir, CurrentLink)); err == nil {
+		keep[cur] = true // never what an entry point resolves into
+	}
 	entries, _ := os.ReadDir(binDir)
 	for _, e := range entries {
-		if !e.IsDir() || keep[e.Name()] || !releaseDirName.MatchString(e.Name()) {
+		ours := releaseDirName.MatchString(e.Name()) || strings.HasPrefix(e.Name(), adoptedPrefix)
+		if !e.IsDir() || keep[e.Name()] || !ours {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(binDir, e.Name())); err != nil {
@@ -277,12 +342,18 @@ func moveExecutable(from, to string) error {
 	return os.Rename(from, to)
 }
 
-// cleanStaging removes what an interrupted run left in the bin directory.
+// cleanStaging removes what an interrupted run left in the bin directory. A
+// directory adopting a manual install stays while .gvisor-current points at it
+// (a crash in the middle of a migration): the entry points resolve into it.
 func cleanStaging(binDir string) {
+	cur, _ := os.Readlink(filepath.Join(binDir, CurrentLink))
 	entries, _ := os.ReadDir(binDir)
 	for _, e := range entries {
 		n := e.Name()
-		if strings.HasPrefix(n, stagingPrefix) || strings.Contains(n, tmpLinkInfix) || strings.Contains(n, backupInfix) {
+		if n == cur {
+			continue
+		}
+		if strings.HasPrefix(n, stagingPrefix) || strings.HasPrefix(n, adoptedPrefix) || strings.Contains(n, tmpLinkInfix) || strings.Contains(n, backupInfix) {
 			os.RemoveAll(filepath.Join(binDir, n))
 		}
 	}

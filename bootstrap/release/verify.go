@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -66,6 +68,10 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 			ps = append(ps, Problem{Path: link, What: "not the symlink gvisor-bootstrap installed (" + err.Error() + ")", Fix: fixInstall})
 		case got != target:
 			ps = append(ps, Problem{Path: link, What: fmt.Sprintf("points to %s, not %s", got, target), Fix: fixInstall})
+		default:
+			if what := i.resolvesInto(link, st.Dir); what != "" {
+				ps = append(ps, Problem{Path: link, What: what, Fix: fixInstall})
+			}
 		}
 	}
 	for _, p := range sortedKeys(st.Files) {
@@ -74,6 +80,23 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 		}
 	}
 	return ps
+}
+
+// resolvesInto says what is wrong when the entry point link does not lead into
+// the release directory dir (all entry points must lead into the same one), or "".
+func (i *Installer) resolvesInto(link, dir string) string {
+	got, err := filepath.EvalSymlinks(i.Root.Path(link))
+	if err != nil {
+		return "does not resolve: " + err.Error()
+	}
+	want, err := filepath.EvalSymlinks(i.Root.Path(dir))
+	if err != nil {
+		return "the installed release directory " + dir + " is missing: " + err.Error()
+	}
+	if got != want && !strings.HasPrefix(got, want+"/") {
+		return fmt.Sprintf("resolves to %s, outside the installed release directory %s", i.Root.NodePath(got), dir)
+	}
+	return ""
 }
 
 // checkFile returns what is wrong with one installed file, or "".
@@ -117,8 +140,9 @@ func (i *Installer) refreshFingerprints(st *State) bool {
 	return changed
 }
 
-// Uninstall removes what Install put in place: the entry points that still
-// point where it left them, the release directories it recorded, and the state.
+// Uninstall removes what Install put in place: the entry points and
+// .gvisor-current where they still point where it left them, the release
+// directories it recorded, and the state.
 // Anything else (a runsc someone put there by hand) is left alone.
 func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 	st, err := LoadState(i.Root)
@@ -135,7 +159,7 @@ func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 			defer unlock()
 		}
 	}
-	for _, link := range sortedKeys(st.Links) {
+	for _, link := range uninstallOrder(st.Links) {
 		got, err := os.Readlink(i.Root.Path(link))
 		if err != nil || got != st.Links[link] {
 			if !errors.Is(err, fs.ErrNotExist) {
@@ -172,6 +196,20 @@ func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 	}
 	removed = append(removed, StatePath)
 	return removed, nil
+}
+
+// uninstallOrder lists the entry points before .gvisor-current, which they
+// resolve through.
+func uninstallOrder(links map[string]string) []string {
+	var out, last []string
+	for _, l := range sortedKeys(links) {
+		if path.Base(l) == CurrentLink {
+			last = append(last, l)
+		} else {
+			out = append(out, l)
+		}
+	}
+	return append(out, last...)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
