@@ -5,8 +5,16 @@
 // Files by concern: source.go (which URL), fetch.go (go-getter, retries,
 // failure classification), download.go (which artifacts, checked how),
 // checksum.go, bundle.go (safe extraction), progress.go, place.go (atomic
-// placement; the layout on disk and why), state.go (what was installed and the
-// fingerprint that makes a no-op cheap), verify.go (verify and uninstall).
+// placement; the layout on disk and why), migrate.go (moving entry points of
+// other layouts to that one without a mixed crash state), state.go (what was
+// installed and the fingerprint that makes a no-op cheap), verify.go (verify and
+// uninstall).
+//
+// On disk, each release is a directory BinDir/gvisor.<release>-<hash> holding
+// runsc, containerd-shim-runsc-v1 and gvisor-bin/; BinDir/.gvisor-current links
+// to the current one and is replaced by a single rename on upgrade; BinDir/runsc,
+// BinDir/containerd-shim-runsc-v1 and BinDir/gvisor-bin link through it and never
+// change.
 package release
 
 import (
@@ -59,7 +67,7 @@ type Result struct {
 	// Digests are the installed files' sha512, by path relative to Dir.
 	Digests map[string]string `json:"digests,omitempty"`
 	// Installed are the node paths of the entry points (runsc, the shim,
-	// gvisor-bin) and the versioned directory.
+	// gvisor-bin), .gvisor-current and the versioned directory.
 	Installed []string `json:"installed,omitempty"`
 	DryRun    bool     `json:"dry_run,omitempty"`
 	// Reasons say why an install was (or would be) needed.

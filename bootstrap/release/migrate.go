@@ -74,7 +74,13 @@ func inspectEntry(binDir, name string) (entry, error) {
 		e.kind = entryFlat
 		return e, nil
 	}
-	return e, fmt.Errorf("%s is a %s, not something gvisor-bootstrap can replace; move it out of the way and run `gvisor-bootstrap install` again", p, fi.Mode().Type())
+	what := "special file"
+	if fi.IsDir() {
+		what = "directory"
+	} else if fi.Mode().IsRegular() {
+		what = "regular file"
+	}
+	return e, fmt.Errorf("%s is a %s, not something gvisor-bootstrap can replace; move it out of the way and run `gvisor-bootstrap install` again", p, what)
 }
 
 // migration is the steps that make every entry point static, in order.

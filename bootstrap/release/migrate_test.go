@@ -310,3 +310,20 @@ func TestFailureDuringMigrationRestoresTheOldLayout(t *testing.T) {
 		})
 	}
 }
+
+// An entry point that is neither a file nor a link (a directory named runsc)
+// is not replaced: a clear error, and nothing changes.
+func TestRefusesToReplaceADirectoryNamedRunsc(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	if err := os.MkdirAll(e.root.Path(bin+"/runsc/keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, e.root, false)
+	_, err := e.installer(rel1).Install(context.Background(), false)
+	t.Logf("error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), e.root.Path(bin+"/runsc")+" is a directory") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err %v", err)
+	}
+	e.unchanged(before)
+}

@@ -31,7 +31,11 @@ type State struct {
 	// Previous is the one before it, kept for sandboxes still running from it.
 	Dir      string `json:"dir"`
 	Previous string `json:"previous,omitempty"`
-	// Links maps each entry point (node path) to its symlink target.
+	// Links maps each entry point and .gvisor-current (node paths) to its
+	// symlink target (".gvisor-current/runsc", "gvisor.<release>-<hash>"). A
+	// state written by an earlier version records per-release targets
+	// ("gvisor.<release>-<hash>/runsc"); it stays valid until the next upgrade
+	// migrates the links.
 	Links map[string]string `json:"links"`
 	// Artifacts are the digests of what was downloaded (gvisor.tar.bz2, or runsc
 	// and the shim), by file name.

@@ -1,18 +1,22 @@
 package faults
 
 import (
-	"fmt"
+	"encoding/json"
+	"os"
+	"path"
+	"path/filepath"
 	"testing"
 )
 
 // The fault points of `run` that a node root without systemd reaches, in the order
 // run passes them (the restart points need a service manager: systemd_test.go).
+// The release points are those of an upgrade of a release this tool installed:
+// the entry points already link through .gvisor-current, so one rename switches
+// them all (bootstrap/release/place.go).
 var runPoints = []string{
-	"release-downloaded",         // fetched and verified, nothing placed yet
-	"release-dir-renamed",        // versioned directory in place, no entry point swapped
-	"release-swapped:gvisor-bin", // first entry point swapped
-	"release-swapped:containerd-shim-runsc-v1",
-	"release-swapped:runsc",     // every entry point swapped, state not yet written
+	"release-downloaded",        // fetched and verified, nothing placed yet
+	"release-dir-renamed",       // versioned directory in place, nothing switched
+	"release-current-swapped",   // .gvisor-current switched: every entry point is new, state not yet written
 	"release-state-saved",       // committed, old backups not yet removed
 	"containerd-backup-written", // original containerd config kept for uninstall
 	"containerd-before-write:/etc/containerd/runsc.toml",
@@ -22,38 +26,36 @@ var runPoints = []string{
 	"reconcile-config-done", // config written and fingerprinted, before restart/verify
 }
 
-// knownMixed are the points where a crash leaves the entry points of two releases
-// side by side (KNOWN DEFECT, reported to the lead): bootstrap/release/place.go
-// swaps gvisor-bin, the shim and runsc by three separate renames, so a crash
-// between them pairs the new shim with the old runsc. Each entry point still
-// resolves into one whole release directory (checked), runsc always finds its own
-// release's sidecars (it resolves /proc/self/exe), and the next run finishes the
-// job. At these points the test accepts that mix or a whole release (once fixed:
-// one "current" symlink swapped by a single rename, with runsc, the shim and
-// gvisor-bin pointing through it); at every other point only a whole release.
-var knownMixed = map[string]bool{
-	"release-swapped:gvisor-bin":               true,
-	"release-swapped:containerd-shim-runsc-v1": true,
+// linkPoints are where the static entry points are put in place, one by one:
+// on a first install (dangling until .gvisor-current exists) and when migrating.
+var linkPoints = []string{
+	"release-linked:gvisor-bin",
+	"release-linked:containerd-shim-runsc-v1",
+	"release-linked:runsc",
 }
 
-// checkBinaries asserts wholly-old-or-new binaries after a crash at point,
-// except the documented mixed points.
-func checkBinaries(t *testing.T, n *node, point string) string {
-	t.Helper()
-	if !knownMixed[point] {
-		return n.binState()
+// firstInstallPoints: nothing installed yet.
+var firstInstallPoints = concat(runPoints[:2], linkPoints, runPoints[2:4])
+
+// migrationPoints: entry points in another layout (earlier versions' per-release
+// links, a manual install): .gvisor-current is first pinned to what they show.
+var migrationPoints = concat(runPoints[:2], []string{"release-current-pinned"}, linkPoints, runPoints[2:4])
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
 	}
-	rels := n.entryReleases()
-	seen := map[string]bool{}
-	for _, r := range rels {
-		seen[r] = true
+	return out
+}
+
+// killAt runs `run` with a crash at point and asserts the process got there.
+func (n *node) killAt(point string) {
+	n.t.Helper()
+	r := n.exec([]string{"GVB_FAULTPOINT=" + point}, "run")
+	if !r.killed {
+		n.t.Fatalf("the run never reached fault point %s: %s", point, r)
 	}
-	if len(seen) <= 1 && (len(rels) == len(entryPoints) || len(rels) == 0) {
-		t.Logf("fixed: a crash at %s leaves one whole release (%v); remove it from knownMixed", point, rels)
-		return n.binState()
-	}
-	t.Logf("KNOWN DEFECT: entry points of different releases after a crash at %s: %v", point, rels)
-	return fmt.Sprint(rels)
 }
 
 // TestSIGKILLAtEveryStepOfRun kills an upgrade (old release installed, config
@@ -67,11 +69,8 @@ func TestSIGKILLAtEveryStepOfRun(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			n := newNode(t)
 			n.install(oldRel)
-			r := n.exec([]string{"GVB_FAULTPOINT=" + point}, "run")
-			if !r.killed {
-				t.Fatalf("the run never reached fault point %s: %s", point, r)
-			}
-			bins, conf := checkBinaries(t, n, point), n.configState(old, newConfig)
+			n.killAt(point)
+			bins, conf := n.binState(), n.configState(old, newConfig)
 			t.Logf("killed at %s: binaries %s, config %s", point, bins, conf)
 			if bins == "" {
 				t.Fatal("no release installed after the crash")
@@ -85,16 +84,83 @@ func TestSIGKILLAtEveryStepOfRun(t *testing.T) {
 // the first release is being placed, has either no entry points or all of them.
 func TestSIGKILLDuringFirstInstall(t *testing.T) {
 	newConfig, _ := wantNew(t)
-	for _, point := range runPoints[:6] {
+	for _, point := range firstInstallPoints {
 		t.Run(point, func(t *testing.T) {
 			n := newNode(t)
-			r := n.exec([]string{"GVB_FAULTPOINT=" + point}, "run")
-			if !r.killed {
-				t.Fatalf("the run never reached fault point %s: %s", point, r)
-			}
-			t.Logf("killed at %s: binaries %q", point, checkBinaries(t, n, point))
+			n.killAt(point)
+			t.Logf("killed at %s: binaries %q", point, n.binState())
 			n.configState([]byte(oldContainerdConfig), newConfig)
 			n.completes(newConfig)
 		})
+	}
+}
+
+// TestSIGKILLDuringMigration kills the first upgrade of a node whose entry points
+// are in another layout at each step: the per-release links earlier versions of
+// the tool made (runsc -> gvisor.<release>-<hash>/runsc, no .gvisor-current), and
+// a manual `tar -xjf` of the bundle (real files, no state). Every step leaves one
+// whole release, and the next run completes the job.
+func TestSIGKILLDuringMigration(t *testing.T) {
+	newConfig, _ := wantNew(t)
+	layouts := map[string]func(n *node){
+		"per-release links": func(n *node) { n.install(oldRel); n.toDirectLayout() },
+		"manual install":    func(n *node) { n.toManualInstall(oldRel) },
+	}
+	for name, setup := range layouts {
+		for _, point := range migrationPoints {
+			t.Run(name+"/"+point, func(t *testing.T) {
+				n := newNode(t)
+				setup(n)
+				if b := n.binState(); b != oldRel {
+					t.Fatalf("setup: binaries %q", b)
+				}
+				n.killAt(point)
+				bins := n.binState()
+				t.Logf("killed at %s: binaries %s\n%s", point, bins, n.listBin())
+				if bins == "" {
+					t.Fatal("no release installed after the crash")
+				}
+				n.completes(newConfig)
+			})
+		}
+	}
+}
+
+// toDirectLayout rewrites an installation into the layout of earlier versions:
+// each entry point a symlink straight into the release directory, no
+// .gvisor-current, and a state recording those links.
+func (n *node) toDirectLayout() {
+	n.t.Helper()
+	const statePath = "/var/lib/gvisor-bootstrap/release.json"
+	var st map[string]any
+	if err := json.Unmarshal(n.read(statePath), &st); err != nil {
+		n.t.Fatal(err)
+	}
+	dir, _ := st["dir"].(string)
+	links := map[string]string{}
+	for _, name := range entryPoints {
+		p := n.path("/usr/local/bin/" + name)
+		target := path.Base(dir) + "/" + name
+		if err := os.Remove(p); err != nil {
+			n.t.Fatal(err)
+		}
+		if err := os.Symlink(target, p); err != nil {
+			n.t.Fatal(err)
+		}
+		links["/usr/local/bin/"+name] = target
+	}
+	if err := os.Remove(n.path("/usr/local/bin/.gvisor-current")); err != nil {
+		n.t.Fatal(err)
+	}
+	st["links"] = links
+	data, _ := json.Marshal(st)
+	n.writeFile(statePath, string(data), 0o644)
+}
+
+// toManualInstall unpacks a release's files straight into the bin directory.
+func (n *node) toManualInstall(rel string) {
+	n.t.Helper()
+	for name, data := range releaseFiles(rel) {
+		n.writeFile(filepath.Join("/usr/local/bin", name), string(data), 0o755)
 	}
 }
