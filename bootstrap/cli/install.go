@@ -29,8 +29,9 @@ func init() {
 containerd-shim-runsc-v1 files of older releases), checks every artifact against its
 published .sha512 file or the digests pinned in the config (a pin wins; a published
 digest that disagrees is an error), and installs it atomically: the release goes
-into its own directory in the bin directory and runsc, the shim and gvisor-bin are
-symlinks into it, replaced last. Transient failures are retried with backoff; any
+into its own directory in the bin directory; runsc, the shim and gvisor-bin are
+fixed symlinks through .gvisor-current, which one rename switches to the new
+release, so they always show one whole release. Transient failures are retried with backoff; any
 failure leaves the installed binaries untouched.
 
 When the recorded installation (` + release.StatePath + `) already matches and the
