@@ -117,19 +117,21 @@ resolved once and never re-checked: pin a dated release to upgrade.`,
 			if skipBinaries && !withUnits {
 				return ExitUsage, usageErrorf("--skip-binaries only makes sense with --units")
 			}
+			// Units first: with the kubelet gate in place, a release that fails to
+			// download or verify leaves kubelet stopped (fail closed), not ungated.
+			var unitChanges []string
+			if withUnits {
+				var err error
+				if unitChanges, err = installUnits(ctx, g); err != nil {
+					return ExitFailed, err
+				}
+			}
 			var res release.Result
 			if !skipBinaries {
 				inst := newInstaller(g, g.logger())
 				inst.Deep = g.Config.Boot.DeepVerify
 				var err error
 				if res, err = inst.Install(ctx, g.DryRun); err != nil {
-					return ExitFailed, err
-				}
-			}
-			var unitChanges []string
-			if withUnits {
-				var err error
-				if unitChanges, err = installUnits(ctx, g); err != nil {
 					return ExitFailed, err
 				}
 			}

@@ -194,3 +194,16 @@ func TestInstallUnitsIntoAnImageFolder(t *testing.T) {
 		t.Fatalf("--skip-binaries without --units: exit %d", code)
 	}
 }
+
+// A release that cannot be installed must not leave kubelet ungated: the units and
+// the kubelet drop-in go in first.
+func TestInstallUnitsBeforeAFailingRelease(t *testing.T) {
+	root, empty := t.TempDir(), t.TempDir()
+	code, _, errs := runMain(t, "install", "--root", root, "--units", "--release-url", "file://"+empty)
+	if code != ExitFailed {
+		t.Fatalf("install from an empty release dir: exit %d %s", code, errs)
+	}
+	if _, err := os.Lstat(fsroot.New(root).Path("/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf")); err != nil {
+		t.Fatalf("kubelet gate not installed after a failed release install: %v", err)
+	}
+}

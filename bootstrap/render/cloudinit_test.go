@@ -194,7 +194,7 @@ func TestCloudInitScriptRuns(t *testing.T) {
 		t.Fatalf("install script failed: %v\n%s", err, out)
 	}
 	got, _ := os.ReadFile(calls)
-	want := "gvisor-bootstrap install --units\nsystemctl daemon-reload\nsystemctl start gvisor-bootstrap.path\nsystemctl start gvisor-bootstrap.service\n"
+	want := "gvisor-bootstrap install --units --skip-binaries\nsystemctl daemon-reload\nsystemctl start gvisor-bootstrap.path\nsystemctl start gvisor-bootstrap.service\n"
 	if string(got) != want {
 		t.Fatalf("script ran:\n%s\nwant:\n%s", got, want)
 	}
