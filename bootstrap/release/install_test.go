@@ -229,3 +229,29 @@ func TestSourceWithTokenIsNotRecorded(t *testing.T) {
 // directory's lock; the second finds the work done.
 
 // Uninstall leaves alone an entry point someone replaced after the install.
+
+// An image build installs from an uploaded copy; the node's config names the real
+// mirror. The same release from another source is not fetched again: no request,
+// no write (a baked image's first boot needs no network).
+func TestSameReleaseFromAnotherSourceIsANoop(t *testing.T) {
+	e := newEnv(t)
+	e.srv.AddLoose(rel1, arch, releasetest.Script("runsc", rel1), releasetest.Script("shim", rel1))
+	first := e.installer(rel1)
+	first.Cfg.URL = e.srv.DirURL(rel1, arch)
+	e.install(first)
+	before := snapshot(t, e.root, true)
+	e.srv.ResetLog()
+
+	mirror := e.installer(rel1)
+	mirror.Cfg.URL = "https://mirror.invalid/gvisor/" + rel1 + "/" + arch
+	res := e.install(mirror)
+	if res.Changed || len(e.srv.Requests()) != 0 {
+		t.Fatalf("reinstalled the same release from another source: %+v, requests %v", res, e.srv.Requests())
+	}
+	if diff := cmp.Diff(before, snapshot(t, e.root, true)); diff != "" {
+		t.Fatalf("the no-op wrote (-before +after):\n%s", diff)
+	}
+	if ps := mirror.Verify(false); len(ps) != 0 {
+		t.Fatalf("verify: %+v", ps)
+	}
+}

@@ -36,7 +36,12 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 	}
 	runsc := nodeJoin(w.binDir, RunscName)
 	var ps []Problem
-	if st.Release != w.release || st.Arch != w.arch || st.Source != redact(w.source) || st.BinDir != w.binDir {
+	// The release is identified by its version, arch and place, not by where it was
+	// fetched from: an image build installs from an uploaded copy (file://) and the
+	// node's config names the real mirror; refetching the same release from
+	// elsewhere would only cost a download (and need network on a baked image's
+	// first boot). Pinned digests, checked below, make the identity exact.
+	if st.Release != w.release || st.Arch != w.arch || st.BinDir != w.binDir {
 		ps = append(ps, Problem{Path: runsc,
 			What: fmt.Sprintf("installed release %s (%s, from %s, in %s) but the configuration wants %s (%s, from %s, in %s)",
 				st.Release, st.Arch, st.Source, st.BinDir, w.release, w.arch, redact(w.source), w.binDir),
