@@ -79,6 +79,7 @@ func runOnce(ctx context.Context, g *Globals, f *runFlags) (int, reconcile.Repor
 		return finishRun(g, f, rep), rep
 	}
 	r.Status = func(s string) { notify("STATUS=" + s) }
+	r.Ready = func() { notify(daemon.SdNotifyReady) }
 	rep := r.Run(ctx, reconcile.Options{DryRun: g.DryRun, Gate: f.gate})
 	if !g.DryRun {
 		if _, err := reconcile.SaveRecord(g.Root, rep, installedRelease(g), g.Config.Metrics.TextfileDir); err != nil {

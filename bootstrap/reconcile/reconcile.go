@@ -46,6 +46,12 @@ type Reconciler struct {
 	Log     *slog.Logger
 	// Status reports progress (systemd STATUS=); may be nil.
 	Status func(string)
+	// Ready, when set, is called once the files are right and before containerd is
+	// restarted. The boot unit is ordered Before=containerd.service: until it
+	// reports READY=1, a containerd start job waits for it, so a restart asked
+	// from inside its own start would deadlock until the restart timeout. kubelet
+	// stays safe: its gate takes the run lock and verifies again.
+	Ready func()
 	// PollEvery is the CRI polling interval (default 200ms).
 	PollEvery time.Duration
 }
@@ -326,6 +332,9 @@ func (r *Reconciler) restartAndVerify(ctx context.Context, mgr systemd.Manager, 
 }
 
 func (r *Reconciler) restart(ctx context.Context, mgr systemd.Manager, unit string) error {
+	if r.Ready != nil {
+		r.Ready()
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.Cfg.Containerd.RestartTimeout.D())
 	defer cancel()
 	if err := mgr.Restart(ctx, unit); err != nil {

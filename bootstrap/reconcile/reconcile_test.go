@@ -329,3 +329,20 @@ func TestConfigRewrittenDuringRunIsReconciledAgain(t *testing.T) {
 		t.Fatalf("ensure called %d times, %+v", n.conf.ensureCalled, rep)
 	}
 }
+
+// The boot unit is ordered before containerd: it must report ready before it asks
+// systemd to restart containerd, or the start job of that restart waits for it.
+func TestReadyIsReportedBeforeTheRestart(t *testing.T) {
+	n := newNode(t, true, false, false)
+	n.conf.change = ConfigChange{Changed: true, RestartNeeded: true}
+	var events []string
+	n.r.Ready = func() { events = append(events, "ready") }
+	restart := n.sd.OnRestart
+	n.sd.OnRestart = func(u string) error { events = append(events, "restart"); return restart(u) }
+	if rep := n.r.Run(context.Background(), Options{}); rep.Outcome != Repaired {
+		t.Fatalf("%+v", rep)
+	}
+	if len(events) < 2 || events[0] != "ready" || events[1] != "restart" {
+		t.Fatalf("events %v: want ready before restart", events)
+	}
+}
