@@ -228,6 +228,9 @@ check_scale_out() {
   fetched "$LAST_HTTPD_MARK" "x86_64/\(runsc\|gvisor.tar.bz2\)" || { note "$s" "the guest never fetched the gVisor release"; ok=1; }
   marks "$log" usr-local-bin | grep -qE ' gvisor-bootstrap( ->.*)?$' || { note "$s" "gvisor-bootstrap not installed in /usr/local/bin"; ok=1; }
   marks "$log" usr-local-bin | grep -qE ' runsc( ->.*)?$' || { note "$s" "runsc not installed in /usr/local/bin"; ok=1; }
+  # the release was checked against its .sha512 (the binary against its sha256: the
+  # customData refuses to run it otherwise, so its running is the proof)
+  grep -aqE 'msg=verified file=|verified file=' "$log" || { note "$s" "no 'verified' line for the release's sha512 in the log"; ok=1; }
   bootstrap_ok "$s" "$log" || ok=1
   saw_runsc "$s" "$log" || ok=1
   pod_in_gvisor "$s" "$log" || ok=1
@@ -325,8 +328,15 @@ scenario_5() {
   local s=5 name=s5-bad-checksum log="$LOGS/s5-bad-checksum.serial.log" ok=0
   scale_out $s "$name" c2 "$REL-badsum" || return 1
   if grep -qa '^E2E|kubelet-start|' "$log"; then note $s "kubelet started on a node that was not made right (fail open)"; ok=1; fi
-  if marks "$log" journal | grep -qiE 'sha512|checksum|digest|mismatch'; then
-    note $s "journal: $(marks "$log" journal | grep -iE 'sha512|checksum|digest|mismatch' | head -1 | cut -c1-200)"
+  # kubelet was asked to start and refused by its gate (not merely never asked)
+  if [[ "$(mark "$log" report)" != *kubelet-not-started* ]]; then
+    note $s "kubelet was not seen failing to start: $(mark "$log" report)"; ok=1
+  fi
+  local why
+  why="$(marks "$log" journal | grep -E 'FAILED|failed' | grep -iE 'sha512|checksum|digest|mismatch' | head -1 \
+         | sed 's/[0-9a-f]\{32,\}/<hex>/g; s/^\[ *[0-9.]*\] [^ ]* //' | cut -c1-230)"
+  if [[ -n "$why" ]]; then
+    note $s "kubelet: $(mark "$log" report | sed 's/^reason=//'); journal: $why"
   else
     local elsewhere
     elsewhere="$(marks "$log" cloud-init-output | grep -iE 'sha512|checksum|digest|mismatch' | head -1 | cut -c1-160)"
