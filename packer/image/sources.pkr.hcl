@@ -47,6 +47,9 @@ source "qemu" "local" {
   iso_checksum     = var.qemu_disk_checksum
   disk_image       = true
   use_backing_file = false
+  # Keep the image its own size: packer otherwise grows a disk_image to disk_size
+  # (40 GB by default) and copies it densely.
+  skip_resize_disk = true
   format           = "raw"
   disk_interface   = "virtio"
   net_device       = "virtio-net"
