@@ -106,7 +106,7 @@ customize() {
   install -d "$r/etc/cloud/cloud.cfg.d"
   install -m 644 "$g/cloud-e2e.cfg" "$r/etc/cloud/cloud.cfg.d/90-e2e.cfg"
   chroot "$r" systemctl enable -q containerd.service e2e-seed.service e2e-net.service \
-    e2e-images.service e2e-provision.service e2e-report.service
+    e2e-images.service e2e-provision.service e2e-report.service e2e-journal-follow.service
   # quiet, quick boots: no login prompts, timers or scrubbers on the serial line
   chroot "$r" systemctl mask -q serial-getty@ttyS0.service getty@tty1.service e2scrub_reap.service \
     apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer \

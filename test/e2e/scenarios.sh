@@ -355,8 +355,12 @@ narrate_follow() {
       E2E\|net\|*) echo "    guest network: ${l#E2E|net|} (only the host's loopback server is reachable)" ;;
       E2E\|images\|*) echo "    busybox and pause images imported from local OCI tars (no registry)" ;;
       *"cloud-init["*"running 'modules:final'"*) echo "    cloud-init runs the customData: fetch gvisor-bootstrap (sha256-pinned) and install" ;;
-      *"cloud-init["*"msg=verified file="*) v="${l#*msg=verified file=}"; echo "    gvisor-bootstrap verified the release: ${v%% *} matches its .sha512" ;;
-      *"cloud-init["*"installed gVisor release"*) echo "    ${l#*]: }" ;;
+      E2E\|live\|verified\ file=*) v="${l#*verified file=}"; echo "    gvisor-bootstrap verified the release: ${v%% *} matches its .sha512" ;;
+      E2E\|live\|installed\ gVisor*) echo "    gvisor-bootstrap: ${l#E2E|live|}" ;;
+      E2E\|live\|wrote\ *) echo "    gvisor-bootstrap: ${l#E2E|live|}" ;;
+      E2E\|live\|restarting*) echo "    gvisor-bootstrap: ${l#E2E|live|}" ;;
+      E2E\|live\|*" in "*" ms"*) echo "    gvisor-bootstrap: ${l#E2E|live|}" | cut -c1-200 ;;
+      E2E\|live\|*FAILED*) echo "    gvisor-bootstrap: ${l#E2E|live|}" | cut -c1-200 ;;
       *"cloud-init["*"installed /etc/systemd/system/kubelet.service.d"*) echo "    kubelet gate installed: ${l##*installed }" ;;
       *"cloud-init["*"finished at"*) echo "    cloud-init finished; the provisioning stand-in starts kubelet" ;;
       E2E\|kubelet-start\|*) echo "    kubelet starts now (${l#E2E|kubelet-start|})" ;;
