@@ -113,12 +113,13 @@ boot() {
   [[ -n "${E2E_QEMU_CPU:-}" ]] && args+=(-cpu "$E2E_QEMU_CPU")
   : > "$log"
   say "boot $name (net=$net, timeout ${BOOT_TIMEOUT}s): serial log $log"
-  if ((DEMO)); then narrate_follow "$log" & local follower=$!; fi
   timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
   QEMU_PID=$!
+  # the narrator's tail ends by itself once qemu has exited (--pid)
+  if ((DEMO)); then narrate_follow "$log" "$QEMU_PID" & local follower=$!; fi
   wait "$QEMU_PID" || rc=$?
   QEMU_PID=""
-  if ((DEMO)); then sleep 1; kill "$follower" 2>/dev/null; wait "$follower" 2>/dev/null || true; fi
+  if ((DEMO)); then wait "$follower" 2>/dev/null || true; fi
   if ((rc == 124 || rc == 137)); then say "boot $name: TIMEOUT after ${BOOT_TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then say "boot $name: qemu exited $rc: $(tail -3 "$LOGS/$name.qemu.log")"; return 1; fi
   grep -q '^E2E|end|' "$log" || { say "boot $name: the guest powered off without its report"; return 1; }
@@ -346,8 +347,8 @@ scenario_5() {
 }
 
 # ---- demo narration -----------------------------------------------------------------------
-narrate_follow() {
-  tail -n +1 -F "$1" 2>/dev/null | while IFS= read -r l; do
+narrate_follow() { # LOG QEMU_PID
+  tail -n +1 -F --pid="$2" "$1" 2>/dev/null | while IFS= read -r l; do
     l="${l%$'\r'}"
     case "$l" in
       E2E\|boot\|*) echo "    the VM is up (real systemd, Debian kernel ${l##*kernel=})" ;;
