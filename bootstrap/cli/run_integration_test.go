@@ -35,20 +35,6 @@ type realNode struct {
 	config string // the config file's original content
 }
 
-// The AKS Ubuntu 24.04 shape (containerd 2: version = 2 with v3 table names), with
-// the daemon's own paths kept under the test root.
-const aks2404Body = `
-[plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "mcr.microsoft.com/oss/kubernetes/pause:3.6"
-[plugins."io.containerd.cri.v1.runtime".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-  BinaryName = "/usr/bin/runc"
-  SystemdCgroup = true
-`
-
 func newRealNode(t *testing.T) *realNode {
 	bin := testbin.Require(t, "containerd-2")
 	dir := shortTempDir(t) // unix socket paths are limited to ~104 bytes
@@ -58,7 +44,7 @@ func newRealNode(t *testing.T) *realNode {
 		t.Fatal(err)
 	}
 	n := &realNode{root: root, cfg: config.Default()}
-	n.config = "version = 2\n" + containerdproc.Settings(sockDir) + aks2404Body
+	n.config = "version = 2\n" + containerdproc.Settings(sockDir) + containerdproc.AKS2404Body
 	if err := root.WriteFile("/etc/containerd/config.toml", []byte(n.config), fsroot.WriteOptions{Mode: 0o644}); err != nil {
 		t.Fatal(err)
 	}

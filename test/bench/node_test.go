@@ -71,20 +71,6 @@ func tool(b *testing.B) string {
 	return toolBin
 }
 
-// The AKS Ubuntu 24.04 shape (containerd 2: version = 2 with v3 table names), as
-// Azure's provisioning writes it on every reimage.
-const aksBody = `
-[plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "mcr.microsoft.com/oss/kubernetes/pause:3.6"
-[plugins."io.containerd.cri.v1.runtime".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-  BinaryName = "/usr/bin/runc"
-  SystemdCgroup = true
-`
-
 // node is a temp root with the real runsc and shim installed and a real
 // containerd 2 whose restart is the seam's restart, timed.
 type node struct {
@@ -110,7 +96,7 @@ func newNode(b *testing.B) *node {
 	if err := os.MkdirAll(sock, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	n.azure = []byte("version = 2\n" + containerdproc.Settings(sock) + aksBody)
+	n.azure = []byte("version = 2\n" + containerdproc.Settings(sock) + containerdproc.AKS2404Body)
 	n.relDir = releaseDir(b, dir+"/release")
 	n.cfg.Release.Version = "20260914.0"
 	n.cfg.Release.URL = "file://" + n.relDir

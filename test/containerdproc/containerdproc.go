@@ -48,6 +48,22 @@ func Settings(dir string) string {
 		filepath.Join(dir, "containerd.sock"), filepath.Join(dir, "containerd.sock.ttrpc"))
 }
 
+// AKS2404Body is the AKS Ubuntu 24.04 shape of containerd's config (containerd 2
+// reading `version = 2` with the new table names, runc with SystemdCgroup), minus
+// the version line and the daemon's own paths: prefix it with "version = 2\n" and
+// Settings(dir).
+const AKS2404Body = `
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "mcr.microsoft.com/oss/kubernetes/pause:3.6"
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+  BinaryName = "/usr/bin/runc"
+  SystemdCgroup = true
+`
+
 // Start launches containerd and waits until its socket exists or it exits.
 func (p *Proc) Start() error {
 	p.mu.Lock()

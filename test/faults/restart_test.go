@@ -13,19 +13,6 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
 )
 
-// The AKS Ubuntu 24.04 shape (containerd 2: version = 2 with v3 table names).
-const aks2404Body = `
-[plugins."io.containerd.cri.v1.images".pinned_images]
-  sandbox = "mcr.microsoft.com/oss/kubernetes/pause:3.6"
-[plugins."io.containerd.cri.v1.runtime".containerd]
-  default_runtime_name = "runc"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-  BinaryName = "/usr/bin/runc"
-  SystemdCgroup = true
-`
-
 // serviceNode is a node whose containerd is a real containerd 2 process serving
 // the CRI under the root, managed by a fake systemd on a real D-Bus (fakesystemd),
 // so the real binary restarts it exactly as on a node.
@@ -50,7 +37,7 @@ func newServiceNode(t *testing.T) *serviceNode {
 	n.extra = "\n[boot]\nverify_timeout = \"15s\"\n"
 	n.writeToolConfig()
 	sock := n.path("/run/containerd")
-	s := &serviceNode{node: n, old: []byte("version = 2\n" + containerdproc.Settings(sock) + aks2404Body)}
+	s := &serviceNode{node: n, old: []byte("version = 2\n" + containerdproc.Settings(sock) + containerdproc.AKS2404Body)}
 	s.newCfg, _ = wantNewFor(t, string(s.old), "2.3.7")
 	n.writeFile("/etc/containerd/config.toml", string(s.old), 0o644)
 	if err := os.MkdirAll(sock, 0o755); err != nil {
