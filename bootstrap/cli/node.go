@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -108,13 +106,6 @@ func installedRelease(g *Globals) string {
 		return ""
 	}
 	return st.Release
-}
-
-func inode(st fs.FileInfo) uint64 {
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return s.Ino
-	}
-	return 0
 }
 
 // binaries adapts release.Installer to the reconcile's seam.

@@ -161,7 +161,7 @@ func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
 			return code, nil
 		case <-tick.C:
 		}
-		now := fingerprint(path)
+		now := reconcile.FileFingerprint(path)
 		if now == last && time.Since(lastRun) < f.resync {
 			continue
 		}
@@ -192,9 +192,7 @@ func settled(ctx context.Context, path, seen string, interval time.Duration) boo
 		return false
 	case <-time.After(wait):
 	}
-	return fingerprint(path) == seen
+	return reconcile.FileFingerprint(path) == seen
 }
-
-func fingerprint(path string) string { return reconcile.FileFingerprint(path) }
 
 func notify(state string) { _, _ = daemon.SdNotify(false, state) }
