@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Builds the real third-party binaries the tests run against (runsc, the runsc shim,
-# containerd 1.7 and 2.x, crictl) from the Go module proxy and caches them under
-# .cache/bin. A binary is rebuilt only when its pinned version below changes.
+# containerd 1.7 and 2.x, crictl) from the Go module proxy.
+#
+# Each build lands once in a store outside the clone, keyed by name and version:
+#   ${GVB_STORE:-/var/cache/gvisor-bootstrap-test}/<name>-<version>/<files>
+# so a fresh clone on a machine that built them already builds nothing. The clone's
+# .cache/bin holds hard links into the store (plus <name>.version stamps), which is
+# what the tests and the e2e harness read.
 # Usage: test/tools/build-binaries.sh [name...]   (default: all)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CACHE="${GVB_CACHE:-$ROOT/.cache}"
 BIN="$CACHE/bin"
-mkdir -p "$BIN" "$CACHE/build"
+STORE="${GVB_STORE:-/var/cache/gvisor-bootstrap-test}"
+mkdir -p "$BIN" "$STORE/build"
 
 # Pinned versions. gVisor publishes its Go-buildable tree (the "go" branch) as pseudo-versions;
 # the proxy here refuses the branch name itself, so pin the newest one it serves.
@@ -22,51 +28,64 @@ export GOFLAGS="${GOFLAGS:-} -trimpath"
 
 log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
-# stamp NAME VERSION: true when BIN/NAME was built from VERSION already.
-fresh() { [[ -x "$BIN/$1" && -f "$BIN/$1.version" && "$(cat "$BIN/$1.version")" == "$2" ]]; }
-mark() { printf '%s\n' "$2" > "$BIN/$1.version"; }
+# stored NAME VERSION BUILDER: runs "BUILDER OUTDIR" once per NAME-VERSION into a temporary
+# directory that is renamed into the store only when the build succeeded (an interrupted
+# build leaves nothing that looks finished), then links every file it made into BIN and
+# stamps BIN/NAME.version.
+stored() {
+  local name="$1" version="$2" builder="$3" dir tmp f
+  dir="$STORE/$name-$version"
+  if [[ ! -f "$dir/.complete" ]]; then
+    tmp="$(mktemp -d "$STORE/build/$name.XXXXXX")"
+    log "building $name $version"
+    "$builder" "$tmp"
+    touch "$tmp/.complete"
+    rm -rf "$dir"; mv "$tmp" "$dir"
+  fi
+  for f in "$dir"/*; do
+    ln -f "$f" "$BIN/$(basename "$f")" 2>/dev/null || cp -f "$f" "$BIN/$(basename "$f")"
+  done
+  printf '%s\n' "$version" > "$BIN/$name.version"
+}
 
-goinstall() { # goinstall OUTNAME PKG@VERSION [tags]
-  local out="$1" pkg="$2" tags="${3:-}" tmp
-  tmp="$(mktemp -d "$CACHE/build/gobin.XXXXXX")"
-  log "building $out from $pkg"
+goinstall() { # goinstall OUTDIR OUTNAME PKG@VERSION [tags]
+  local dir="$1" out="$2" pkg="$3" tags="${4:-}" tmp
+  tmp="$(mktemp -d "$STORE/build/gobin.XXXXXX")"
   GOBIN="$tmp" go install ${tags:+-tags "$tags"} "$pkg"
-  mv "$tmp"/* "$BIN/$out"
+  mv "$tmp"/* "$dir/$out"
   rm -rf "$tmp"
 }
 
-build_runsc() {
-  fresh runsc "$GVISOR_REF" && return
-  goinstall runsc "gvisor.dev/gvisor/runsc@$GVISOR_REF"; mark runsc "$GVISOR_REF"
+# modbuild OUTDIR MODULE@VERSION OUT=PKG...: for modules `go install` refuses (replace or
+# exclude directives in their go.mod), build inside the downloaded module folder.
+modbuild() {
+  local dir="$1" mod="$2" src pair; shift 2
+  src="$(cd "$STORE/build" && GOFLAGS=-mod=mod go mod download -json "$mod" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  [[ -n "$src" ]] || { log "cannot download $mod"; return 1; }
+  for pair in "$@"; do
+    (cd "$src" && GOFLAGS="$GOFLAGS -mod=mod" go build -tags no_btrfs -o "$dir/${pair%%=*}" "${pair#*=}")
+  done
 }
-build_shim() {
-  fresh containerd-shim-runsc-v1 "$GVISOR_REF" && return
-  goinstall containerd-shim-runsc-v1 "gvisor.dev/gvisor/shim@$GVISOR_REF"; mark containerd-shim-runsc-v1 "$GVISOR_REF"
+
+b_runsc() { goinstall "$1" runsc "gvisor.dev/gvisor/runsc@$GVISOR_REF"; }
+b_shim() { goinstall "$1" containerd-shim-runsc-v1 "gvisor.dev/gvisor/shim@$GVISOR_REF"; }
+b_containerd2() {
+  goinstall "$1" containerd-2 "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" no_btrfs
+  goinstall "$1" ctr-2 "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" no_btrfs
+  goinstall "$1" containerd-shim-runc-v2-2 "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION" no_btrfs
 }
-build_containerd2() {
-  fresh containerd-2 "$CONTAINERD2_VERSION" && return
-  goinstall containerd-2 "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" no_btrfs
-  goinstall ctr-2 "github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" no_btrfs
-  goinstall containerd-shim-runc-v2-2 "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION" no_btrfs
-  mark containerd-2 "$CONTAINERD2_VERSION"
+b_containerd17() {
+  modbuild "$1" "github.com/containerd/containerd@$CONTAINERD17_VERSION" containerd-1.7=./cmd/containerd ctr-1.7=./cmd/ctr
 }
-build_containerd17() {
-  fresh containerd-1.7 "$CONTAINERD17_VERSION" && return
-  # go install refuses containerd 1.7 (replace directives in its go.mod): build inside
-  # its module folder instead.
-  log "building containerd-1.7 from github.com/containerd/containerd@$CONTAINERD17_VERSION"
-  local dir
-  dir="$(cd "$CACHE/build" && GOFLAGS=-mod=mod go mod download -json "github.com/containerd/containerd@$CONTAINERD17_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
-  (cd "$dir" && go build -tags no_btrfs -o "$BIN/containerd-1.7" ./cmd/containerd \
-              && go build -tags no_btrfs -o "$BIN/ctr-1.7" ./cmd/ctr)
-  mark containerd-1.7 "$CONTAINERD17_VERSION"
-}
-build_crictl() {
-  fresh crictl "$CRICTL_VERSION" && return
-  goinstall crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"; mark crictl "$CRICTL_VERSION"
-}
+b_crictl() { goinstall "$1" crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"; }
+
+build_runsc() { stored runsc "$GVISOR_REF" b_runsc; }
+build_shim() { stored containerd-shim-runsc-v1 "$GVISOR_REF" b_shim; }
+build_containerd2() { stored containerd-2 "$CONTAINERD2_VERSION" b_containerd2; }
+build_containerd17() { stored containerd-1.7 "$CONTAINERD17_VERSION" b_containerd17; }
+build_crictl() { stored crictl "$CRICTL_VERSION" b_crictl; }
 
 targets=("$@")
 [[ ${#targets[@]} -eq 0 ]] && targets=(containerd2 containerd17 crictl runsc shim)
 for t in "${targets[@]}"; do "build_$t"; done
-log "cached in $BIN"
+log "stored in $STORE, linked into $BIN"
