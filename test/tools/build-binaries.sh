@@ -35,6 +35,8 @@ log() { printf '[build-binaries] %s\n' "$*" >&2; }
 stored() {
   local name="$1" version="$2" builder="$3" dir tmp f
   dir="$STORE/$name-$version"
+  exec {lockfd}>"$STORE/build/$name-$version.lock"
+  flock "$lockfd"   # another clone building the same version: wait for its result
   if [[ ! -f "$dir/.complete" ]]; then
     tmp="$(mktemp -d "$STORE/build/$name.XXXXXX")"
     log "building $name $version"
@@ -46,6 +48,7 @@ stored() {
     ln -f "$f" "$BIN/$(basename "$f")" 2>/dev/null || cp -f "$f" "$BIN/$(basename "$f")"
   done
   printf '%s\n' "$version" > "$BIN/$name.version"
+  exec {lockfd}>&-
 }
 
 goinstall() { # goinstall OUTDIR OUTNAME PKG@VERSION [tags]
