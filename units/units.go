@@ -123,15 +123,15 @@ func Install(root fsroot.Root, dryRun bool) (changed []string, err error) {
 	}
 	links := Links()
 	for _, l := range sortedKeys(links) {
-		if cur, err := os.Readlink(root.Path(l)); err == nil && cur == links[l] {
+		if cur, err := os.Readlink(root.LinkPath(l)); err == nil && cur == links[l] {
 			continue
 		}
 		changed = append(changed, l)
 		if dryRun {
 			continue
 		}
-		if err := symlinkAtomic(links[l], root.Path(l)); err != nil {
-			return changed, fmt.Errorf("enable unit: %w; check that %s is writable", err, filepath.Dir(root.Path(l)))
+		if err := symlinkAtomic(links[l], root.LinkPath(l)); err != nil {
+			return changed, fmt.Errorf("enable unit: %w; check that %s is writable", err, filepath.Dir(root.LinkPath(l)))
 		}
 	}
 	return changed, nil
@@ -142,7 +142,7 @@ func Install(root fsroot.Root, dryRun bool) (changed []string, err error) {
 func Uninstall(root fsroot.Root, dryRun bool) (removed []string, err error) {
 	links := Links()
 	for _, l := range sortedKeys(links) {
-		if _, err := os.Lstat(root.Path(l)); err != nil {
+		if _, err := os.Lstat(root.LinkPath(l)); err != nil {
 			continue
 		}
 		removed = append(removed, l)
@@ -153,7 +153,7 @@ func Uninstall(root fsroot.Root, dryRun bool) (removed []string, err error) {
 		}
 	}
 	for _, p := range sortedKeys(Files()) {
-		if _, err := os.Lstat(root.Path(p)); err != nil {
+		if _, err := os.Lstat(root.LinkPath(p)); err != nil {
 			continue
 		}
 		removed = append(removed, p)
@@ -166,7 +166,7 @@ func Uninstall(root fsroot.Root, dryRun bool) (removed []string, err error) {
 	if !dryRun {
 		// The drop-in directory is ours only if we left it empty; Remove fails on a
 		// directory that still holds someone else's drop-in, which is what we want.
-		_ = os.Remove(root.Path(path.Dir(KubeletDropIn)))
+		_ = os.Remove(root.LinkPath(path.Dir(KubeletDropIn)))
 	}
 	return removed, nil
 }

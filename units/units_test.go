@@ -166,7 +166,7 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 		}
 	}
 	for l, target := range Links() {
-		got, err := os.Readlink(root.Path(l))
+		got, err := os.Readlink(root.LinkPath(l))
 		if err != nil || got != target {
 			t.Fatalf("link %s -> %q (%v), want %s", l, got, err, target)
 		}
@@ -187,8 +187,8 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	link := Dir + "/paths.target.wants/" + PathUnit
-	_ = os.Remove(root.Path(link))
-	if err := os.Symlink("/dev/null", root.Path(link)); err != nil {
+	_ = os.Remove(root.LinkPath(link))
+	if err := os.Symlink("/dev/null", root.LinkPath(link)); err != nil {
 		t.Fatal(err)
 	}
 	fixed, err := Install(root, false)
@@ -206,12 +206,12 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 		t.Fatalf("Uninstall removed %v (%v)", removed, err)
 	}
 	for p := range Files() {
-		if _, err := os.Lstat(root.Path(p)); err == nil {
+		if _, err := os.Lstat(root.LinkPath(p)); err == nil {
 			t.Errorf("%s still there", p)
 		}
 	}
 	for l := range Links() {
-		if _, err := os.Lstat(root.Path(l)); err == nil {
+		if _, err := os.Lstat(root.LinkPath(l)); err == nil {
 			t.Errorf("%s still there", l)
 		}
 	}

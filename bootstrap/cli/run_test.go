@@ -110,7 +110,7 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 		return ok
 	}, &out, &errb)
 	// Azure's provisioning deletes and rewrites the file without runsc.
-	if err := os.Remove(r.Path("/etc/containerd/config.toml")); err != nil {
+	if err := os.Remove(r.LinkPath("/etc/containerd/config.toml")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(r.Path("/etc/containerd/config.toml"), []byte("version = 2\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n"), 0o644); err != nil {
@@ -182,7 +182,7 @@ func TestInstallUnitsIntoAnImageFolder(t *testing.T) {
 		t.Fatalf("mode %v", st.Mode())
 	}
 	for _, p := range []string{"/etc/systemd/system/gvisor-bootstrap.service", "/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf", "/etc/systemd/system/multi-user.target.wants/gvisor-bootstrap.service"} {
-		if _, err := os.Lstat(r.Path(p)); err != nil {
+		if _, err := os.Lstat(r.LinkPath(p)); err != nil {
 			t.Errorf("%s not installed", p)
 		}
 	}
@@ -203,7 +203,7 @@ func TestInstallUnitsBeforeAFailingRelease(t *testing.T) {
 	if code != ExitFailed {
 		t.Fatalf("install from an empty release dir: exit %d %s", code, errs)
 	}
-	if _, err := os.Lstat(fsroot.New(root).Path("/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf")); err != nil {
+	if _, err := os.Lstat(fsroot.New(root).LinkPath("/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf")); err != nil {
 		t.Fatalf("kubelet gate not installed after a failed release install: %v", err)
 	}
 }

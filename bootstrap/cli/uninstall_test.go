@@ -55,7 +55,7 @@ func TestUninstallRestoresTheNode(t *testing.T) {
 	for _, p := range []string{"/etc/containerd/runsc.toml", "/usr/local/bin/runsc", "/usr/local/bin/containerd-shim-runsc-v1",
 		"/etc/systemd/system/gvisor-bootstrap.service", "/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf",
 		"/var/lib/gvisor-bootstrap/release.json", "/run/gvisor-bootstrap/last-run.json"} {
-		if _, err := os.Lstat(r.Path(p)); err == nil {
+		if _, err := os.Lstat(r.LinkPath(p)); err == nil {
 			t.Errorf("%s left behind", p)
 		}
 	}

@@ -335,11 +335,11 @@ func TestSymlinkedConfigStaysALink(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(c.Root.Path(cfg.Containerd.ConfigPath)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("../../opt/node-config/containerd.toml", c.Root.Path(cfg.Containerd.ConfigPath)); err != nil {
+	if err := os.Symlink("../../opt/node-config/containerd.toml", c.Root.LinkPath(cfg.Containerd.ConfigPath)); err != nil {
 		t.Fatal(err)
 	}
 	applyOK(t, c)
-	st, err := os.Lstat(c.Root.Path(cfg.Containerd.ConfigPath))
+	st, err := os.Lstat(c.Root.LinkPath(cfg.Containerd.ConfigPath))
 	if err != nil || st.Mode()&os.ModeSymlink == 0 {
 		t.Fatalf("config is no longer a symlink: %v %v", st.Mode(), err)
 	}

@@ -80,7 +80,7 @@ func contains(list []string, s string) bool {
 // targets are node paths, resolved under the root.
 func (c *Configurator) resolveLink(p string) string {
 	for i := 0; i < 8; i++ {
-		target, err := os.Readlink(c.Root.Path(p))
+		target, err := os.Readlink(c.Root.LinkPath(p))
 		if err != nil {
 			return p
 		}

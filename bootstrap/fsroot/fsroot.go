@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/google/renameio/v2"
 )
 
@@ -33,14 +34,63 @@ func (r Root) Dir() string { return r.dir }
 // IsHost reports whether the root is the running system's own "/".
 func (r Root) IsHost() bool { return r.dir == "/" }
 
-// Path maps an absolute node path (for example /etc/containerd/config.toml) to the
-// path under the root. Relative paths are taken as relative to the node's "/".
+// Path maps a node path (for example /etc/containerd/config.toml) to the path under
+// the root, resolving every symlink on the way as a chroot into the root would:
+// an absolute target starts again at the root and ".." never climbs above it, so
+// R/etc/containerd -> /elsewhere (or -> ../../../../elsewhere) resolves to
+// R/elsewhere, never to the host's /elsewhere. The last component is followed too:
+// Path is what open(2) on the node reads. Relative paths are taken as relative to
+// the node's "/". Missing components are kept as written (a file about to be
+// created). On the host's own root the kernel already resolves this way, so the
+// path is only cleaned.
+//
+// Resolution happens at each call; it protects against symlinks present on the
+// node (images, other agents, a misconfigured host), not against a process that
+// swaps directories for links while we run: that process is root already.
 func (r Root) Path(nodePath string) string {
+	p, err := r.Resolve(nodePath)
+	if err != nil {
+		return unresolvable(r.lexical(nodePath))
+	}
+	return p
+}
+
+// LinkPath is Path for the entry itself: every directory on the way is resolved
+// inside the root, the last component is not followed. Use it for Lstat,
+// Readlink, Symlink, Remove and Rename, which act on a link, not on its target.
+func (r Root) LinkPath(nodePath string) string {
+	clean := filepath.Join("/", nodePath)
+	if clean == "/" {
+		return r.dir
+	}
+	dir := r.Path(filepath.Dir(clean))
+	return filepath.Join(dir, filepath.Base(clean))
+}
+
+// Resolve is Path with the error: a symlink loop, or a component that cannot be
+// read, is an error instead of a guess.
+func (r Root) Resolve(nodePath string) (string, error) {
+	if r.dir == "/" {
+		return r.lexical(nodePath), nil
+	}
+	p, err := securejoin.SecureJoin(r.dir, filepath.Join("/", nodePath))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s under the root %s: %w", filepath.Join("/", nodePath), r.dir, err)
+	}
+	return p, nil
+}
+
+func (r Root) lexical(nodePath string) string {
 	if r.dir == "/" {
 		return filepath.Join("/", nodePath)
 	}
 	return filepath.Join(r.dir, filepath.Join("/", nodePath))
 }
+
+// unresolvable turns a path that could not be resolved inside the root into one
+// every system call refuses (EINVAL: it holds a NUL byte), so a caller of Path
+// fails closed instead of following the link out of the root.
+func unresolvable(p string) string { return p + "\x00(symlinks under it do not resolve inside the root)" }
 
 // NodePath is the inverse of Path: the node's view of a path under the root.
 func (r Root) NodePath(p string) string {
@@ -56,7 +106,11 @@ func (r Root) NodePath(p string) string {
 
 // ReadFile reads a node file. A missing file is reported with fs.ErrNotExist.
 func (r Root) ReadFile(nodePath string) ([]byte, error) {
-	return os.ReadFile(r.Path(nodePath))
+	p, err := r.Resolve(nodePath)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(p)
 }
 
 // Exists reports whether the node path exists (following symlinks).
@@ -86,8 +140,13 @@ type WriteOptions struct {
 // An existing file keeps its mode and owner. Missing parent directories are created
 // with mode 0755.
 func (r Root) WriteFile(nodePath string, data []byte, opt WriteOptions) error {
-	target := r.Path(nodePath)
-	dir := filepath.Dir(target)
+	// The directory is resolved inside the root; the entry itself is replaced by
+	// the rename (a symlink there is replaced, as rename(2) does on the node).
+	dir, err := r.Resolve(filepath.Dir(filepath.Join("/", nodePath)))
+	if err != nil {
+		return err
+	}
+	target := filepath.Join(dir, filepath.Base(filepath.Join("/", nodePath)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
 	}
@@ -96,7 +155,7 @@ func (r Root) WriteFile(nodePath string, data []byte, opt WriteOptions) error {
 		mode = 0o644
 	}
 	uid, gid := -1, -1
-	if st, err := os.Stat(target); err == nil {
+	if st, err := os.Stat(r.Path(nodePath)); err == nil {
 		if !opt.ForceMode {
 			mode = st.Mode().Perm()
 		}
@@ -138,9 +197,10 @@ func SyncDir(dir string) error {
 
 // Remove deletes a node file; a missing file is not an error.
 func (r Root) Remove(nodePath string) error {
-	err := os.Remove(r.Path(nodePath))
+	p := r.LinkPath(nodePath)
+	err := os.Remove(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", r.Path(nodePath), err)
+		return fmt.Errorf("remove %s: %w", p, err)
 	}
 	return nil
 }

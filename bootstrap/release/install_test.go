@@ -46,7 +46,7 @@ func TestInstallLooseLayout(t *testing.T) {
 			t.Errorf("%s: %v %v", p, fi, err)
 		}
 	}
-	if _, err := os.Lstat(e.root.Path(bin + "/" + SidecarDir)); err == nil {
+	if _, err := os.Lstat(e.root.LinkPath(bin + "/" + SidecarDir)); err == nil {
 		t.Error("loose layout created gvisor-bin")
 	}
 	if ps := e.installer(rel1).Verify(true); len(ps) != 0 {

@@ -72,10 +72,10 @@ func TestTamperingIsDetectedAndRepaired(t *testing.T) {
 	if ps := e.installer(rel1).Verify(true); len(ps) != 0 {
 		t.Errorf("after repair: %v", ps)
 	}
-	if err := os.Remove(e.root.Path(bin + "/runsc")); err != nil {
+	if err := os.Remove(e.root.LinkPath(bin + "/runsc")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("/bin/true", e.root.Path(bin+"/runsc")); err != nil {
+	if err := os.Symlink("/bin/true", e.root.LinkPath(bin+"/runsc")); err != nil {
 		t.Fatal(err)
 	}
 	if ps := e.installer(rel1).Verify(false); len(ps) != 1 || !strings.Contains(ps[0].What, "points to /bin/true") {
@@ -114,7 +114,7 @@ func TestUpgradeKeepsPreviousReleaseOnly(t *testing.T) {
 	rel4 := "20261201.0"
 	e.srv.AddLoose(rel4, arch, releasetest.Script("runsc", rel4), releasetest.Script("shim", rel4))
 	e.install(e.installer(rel4))
-	if _, err := os.Lstat(e.root.Path(bin + "/gvisor-bin")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(e.root.LinkPath(bin + "/gvisor-bin")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stale gvisor-bin link: %v", err)
 	}
 	entries, _ := os.ReadDir(e.root.Path(bin))
@@ -167,7 +167,7 @@ func TestUninstall(t *testing.T) {
 	if err != nil || len(dry) != 7 { // 3 entry points, .gvisor-current, 2 release dirs, the state
 		t.Fatalf("dry run: %v %v", dry, err)
 	}
-	if _, err := os.Lstat(e.root.Path(bin + "/runsc")); err != nil {
+	if _, err := os.Lstat(e.root.LinkPath(bin + "/runsc")); err != nil {
 		t.Fatal("dry run removed runsc")
 	}
 	removed, err := in.Uninstall(false)
@@ -231,7 +231,7 @@ func TestUninstallLeavesForeignFiles(t *testing.T) {
 	e := newEnv(t)
 	e.srv.AddLoose(rel1, arch, releasetest.Script("runsc", rel1), releasetest.Script("shim", rel1))
 	e.install(e.installer(rel1))
-	p := e.root.Path(bin + "/runsc")
+	p := e.root.LinkPath(bin + "/runsc")
 	os.Remove(p)
 	if err := os.WriteFile(p, []byte("#!/bin/sh\necho mine\n"), 0o755); err != nil {
 		t.Fatal(err)

@@ -81,7 +81,7 @@ func toDirectLayout(t *testing.T, e *env) {
 	}
 	links := map[string]string{}
 	for _, n := range entryPoints {
-		p := e.root.Path(bin + "/" + n)
+		p := e.root.LinkPath(bin + "/" + n)
 		target := path.Base(st.Dir) + "/" + n
 		if err := os.Remove(p); err != nil {
 			t.Fatal(err)
@@ -91,7 +91,7 @@ func toDirectLayout(t *testing.T, e *env) {
 		}
 		links[bin+"/"+n] = target
 	}
-	if err := os.Remove(e.root.Path(bin + "/" + CurrentLink)); err != nil {
+	if err := os.Remove(e.root.LinkPath(bin + "/" + CurrentLink)); err != nil {
 		t.Fatal(err)
 	}
 	st.Links = links
@@ -140,11 +140,11 @@ func TestMigratesTheDirectLayoutOfEarlierVersions(t *testing.T) {
 	// The upgrade migrates to the static links.
 	r2 := e.install(e.installer(rel2))
 	for _, n := range entryPoints {
-		if got, _ := os.Readlink(e.root.Path(bin + "/" + n)); got != CurrentLink+"/"+n {
+		if got, _ := os.Readlink(e.root.LinkPath(bin + "/" + n)); got != CurrentLink+"/"+n {
 			t.Errorf("%s -> %s after the migration", n, got)
 		}
 	}
-	if got, _ := os.Readlink(e.root.Path(bin + "/" + CurrentLink)); got != path.Base(r2.Dir) {
+	if got, _ := os.Readlink(e.root.LinkPath(bin + "/" + CurrentLink)); got != path.Base(r2.Dir) {
 		t.Errorf("%s -> %s, want %s", CurrentLink, got, path.Base(r2.Dir))
 	}
 	if rel := wholeRelease(t, e, rel1, rel2); rel != rel2 {

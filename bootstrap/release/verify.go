@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -65,7 +64,7 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 	}
 	for _, link := range sortedKeys(st.Links) {
 		target := st.Links[link]
-		got, err := os.Readlink(i.Root.Path(link))
+		got, err := os.Readlink(i.Root.LinkPath(link))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			ps = append(ps, Problem{Path: link, What: "missing", Fix: fixInstall})
@@ -90,11 +89,11 @@ func (i *Installer) check(st State, w want, deep bool) []Problem {
 // resolvesInto says what is wrong when the entry point link does not lead into
 // the release directory dir (all entry points must lead into the same one), or "".
 func (i *Installer) resolvesInto(link, dir string) string {
-	got, err := filepath.EvalSymlinks(i.Root.Path(link))
+	got, err := i.Root.Resolve(link)
 	if err != nil {
 		return "does not resolve: " + err.Error()
 	}
-	want, err := filepath.EvalSymlinks(i.Root.Path(dir))
+	want, err := i.Root.Resolve(dir)
 	if err != nil {
 		return "the installed release directory " + dir + " is missing: " + err.Error()
 	}
@@ -165,7 +164,7 @@ func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 		}
 	}
 	for _, link := range uninstallOrder(st.Links) {
-		got, err := os.Readlink(i.Root.Path(link))
+		got, err := os.Readlink(i.Root.LinkPath(link))
 		if err != nil || got != st.Links[link] {
 			if !errors.Is(err, fs.ErrNotExist) {
 				i.log().Warn("leaving an entry point gvisor-bootstrap did not install", "path", link)
@@ -183,12 +182,12 @@ func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 		if d == "" || !ownedDir(st.BinDir, d) {
 			continue
 		}
-		if _, err := os.Lstat(i.Root.Path(d)); err != nil {
+		if _, err := os.Lstat(i.Root.LinkPath(d)); err != nil {
 			continue
 		}
 		if !dryRun {
-			if err := os.RemoveAll(i.Root.Path(d)); err != nil {
-				return removed, fmt.Errorf("remove %s: %w", i.Root.Path(d), err)
+			if err := os.RemoveAll(i.Root.LinkPath(d)); err != nil {
+				return removed, fmt.Errorf("remove %s: %w", i.Root.LinkPath(d), err)
 			}
 		}
 		removed = append(removed, d)

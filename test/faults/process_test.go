@@ -139,7 +139,7 @@ func (n *node) toDirectLayout() {
 	dir, _ := st["dir"].(string)
 	links := map[string]string{}
 	for _, name := range entryPoints {
-		p := n.path("/usr/local/bin/" + name)
+		p := n.root.LinkPath("/usr/local/bin/" + name)
 		target := path.Base(dir) + "/" + name
 		if err := os.Remove(p); err != nil {
 			n.t.Fatal(err)
@@ -149,7 +149,7 @@ func (n *node) toDirectLayout() {
 		}
 		links["/usr/local/bin/"+name] = target
 	}
-	if err := os.Remove(n.path("/usr/local/bin/.gvisor-current")); err != nil {
+	if err := os.Remove(n.root.LinkPath("/usr/local/bin/.gvisor-current")); err != nil {
 		n.t.Fatal(err)
 	}
 	st["links"] = links

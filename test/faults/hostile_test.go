@@ -1,0 +1,208 @@
+package faults
+
+import (
+	"crypto/sha512"
+	"encoding/hex"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// escapeNode is a node root at <tmp>/root with a directory beside it,
+// <tmp>/elsewhere, that stands for a host directory outside the root (a link on
+// a hostile or misconfigured node names it).
+func escapeNode(t *testing.T) (n *node, outside string) {
+	t.Helper()
+	parent := t.TempDir()
+	n = newNodeIn(t, filepath.Join(parent, "root"))
+	outside = filepath.Join(parent, "elsewhere")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The host's own files there, which a run must never touch.
+	for name, data := range map[string]string{"config.toml": "# the host's own file\n", "bin/runsc": "host runsc\n"} {
+		p := filepath.Join(outside, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, outside
+}
+
+// treeDigest lists every entry under dir with its type and content digest.
+func treeDigest(t *testing.T, dir string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		line := rel + " " + d.Type().String()
+		if d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			s := sha512.Sum512(b)
+			line += " " + hex.EncodeToString(s[:8])
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			tgt, _ := os.Readlink(p)
+			line += " -> " + tgt
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// relink replaces the node directory nodeDir (with whatever it holds) by a
+// symlink to target, and puts the content back where the node now finds it:
+// through the link, resolved inside the root.
+func (n *node) relink(nodeDir, target string) {
+	n.t.Helper()
+	files := map[string][]byte{}
+	dir := n.root.LinkPath(nodeDir)
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			files[rel], _ = os.ReadFile(p)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := os.Symlink(target, dir); err != nil {
+		n.t.Fatal(err)
+	}
+	for rel, data := range files {
+		n.writeFile(filepath.Join(nodeDir, rel), string(data), 0o644)
+	}
+}
+
+// TestRootEscapeThroughSymlinks: node directories that are symlinks pointing
+// out of the root, absolutely or through "..", resolve as a chroot would. A full
+// run (install, configure, and install --units) writes nothing outside the root,
+// the node's files are right where the node sees them, and what the run prints
+// names only paths under the root.
+func TestRootEscapeThroughSymlinks(t *testing.T) {
+	newConfig, _ := wantNew(t)
+	cases := []struct {
+		name, nodeDir string
+		target        func(outside string) string
+	}{
+		// R/etc/containerd -> /elsewhere (the host's directory).
+		{"containerd dir absolute", "/etc/containerd", func(o string) string { return o }},
+		// R/etc/containerd -> ../../elsewhere: on the host that is <tmp>/elsewhere.
+		{"containerd dir relative", "/etc/containerd", func(string) string { return "../../elsewhere" }},
+		{"containerd dir deep relative", "/etc/containerd", func(o string) string { return "../../../../../../../../.." + o }},
+		{"usr/local absolute", "/usr/local", func(o string) string { return o }},
+		{"usr/local relative", "/usr/local", func(string) string { return "../../elsewhere" }},
+		{"bin dir absolute", "/usr/local/bin", func(o string) string { return filepath.Join(o, "bin") }},
+		{"state dir absolute", "/var/lib/gvisor-bootstrap", func(o string) string { return o }},
+		{"systemd units absolute", "/etc/systemd/system", func(o string) string { return o }},
+		{"kubelet drop-in dir relative", "/etc/systemd/system/kubelet.service.d", func(string) string { return "../../../../elsewhere" }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, outside := escapeNode(t)
+			n.relink(c.nodeDir, c.target(outside))
+			before := treeDigest(t, outside)
+
+			r := n.run()
+			if r.code != 10 {
+				t.Fatalf("run: %s", r)
+			}
+			units := n.exec(nil, "install", "--units")
+			if units.code != 0 && units.code != 10 {
+				t.Fatalf("install --units: %s", units)
+			}
+
+			if after := treeDigest(t, outside); after != before {
+				t.Fatalf("the run wrote outside the root:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if fi, err := os.Lstat(n.root.LinkPath(c.nodeDir)); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+				t.Fatalf("%s is no longer the node's symlink: %v %v", c.nodeDir, fi, err)
+			}
+			if got := n.read("/etc/containerd/config.toml"); string(got) != string(newConfig) {
+				t.Fatalf("the node's containerd config is not the new one:\n%s", got)
+			}
+			if rel := n.binState(); rel != newRel {
+				t.Fatalf("the node's release is %q, want %s", rel, newRel)
+			}
+			for _, p := range []string{"/usr/local/bin/gvisor-bootstrap", "/etc/systemd/system/gvisor-bootstrap.service",
+				"/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf", "/var/lib/gvisor-bootstrap/release.json"} {
+				if _, err := os.Stat(n.path(p)); err != nil {
+					t.Errorf("the node has no %s: %v", p, err)
+				}
+			}
+			if v := n.exec(nil, "verify", "--deep"); v.code != 0 {
+				t.Fatalf("verify --deep: %s", v)
+			}
+			// What the user sees names the root's files, never the host's.
+			out := r.stdout + r.stderr + units.stdout + units.stderr
+			hostPath := regexp.MustCompile(`(^|[^A-Za-z0-9_./-])` + regexp.QuoteMeta(outside))
+			if loc := hostPath.FindStringIndex(out); loc != nil {
+				t.Fatalf("output names the host's directory %s:\n%s", outside, out)
+			}
+		})
+	}
+}
+
+// TestHostFileSymlinksResolveInsideRoot: Azure Container Linux links
+// /etc/containerd/config.toml to /usr/share/containerd/config.toml. Under --root
+// (the DaemonSet's /host), the link resolves inside the root, absolute or
+// relative: the node's target file gets runsc, the link stays a link, and the
+// file of the same name outside the root (the container's own) is untouched.
+func TestHostFileSymlinksResolveInsideRoot(t *testing.T) {
+	newConfig, _ := wantNew(t)
+	for name, target := range map[string]func(outside string) string{
+		"absolute": func(o string) string { return filepath.Join(o, "config.toml") },
+		"relative": func(string) string { return "../../../elsewhere/config.toml" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n, outside := escapeNode(t)
+			link := n.root.LinkPath("/etc/containerd/config.toml")
+			if err := os.Remove(link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(target(outside), link); err != nil {
+				t.Fatal(err)
+			}
+			n.writeFile("/etc/containerd/config.toml", oldContainerdConfig, 0o644) // through the link, inside the root
+			before := treeDigest(t, outside)
+			r := n.run()
+			if r.code != 10 {
+				t.Fatalf("run: %s", r)
+			}
+			if after := treeDigest(t, outside); after != before {
+				t.Fatalf("the run wrote outside the root:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if fi, err := os.Lstat(link); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+				t.Fatalf("config.toml is no longer a symlink: %v %v", fi, err)
+			}
+			if got := n.read("/etc/containerd/config.toml"); string(got) != string(newConfig) {
+				t.Fatalf("the node's config (through the link) is not the new one:\n%s", got)
+			}
+			if v := n.exec(nil, "verify", "--deep"); v.code != 0 {
+				t.Fatalf("verify --deep: %s", v)
+			}
+		})
+	}
+}
