@@ -90,7 +90,9 @@ func (r Root) lexical(nodePath string) string {
 // unresolvable turns a path that could not be resolved inside the root into one
 // every system call refuses (EINVAL: it holds a NUL byte), so a caller of Path
 // fails closed instead of following the link out of the root.
-func unresolvable(p string) string { return p + "\x00(symlinks under it do not resolve inside the root)" }
+func unresolvable(p string) string {
+	return p + "\x00(symlinks under it do not resolve inside the root)"
+}
 
 // NodePath is the inverse of Path: the node's view of a path under the root.
 func (r Root) NodePath(p string) string {
