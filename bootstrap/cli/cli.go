@@ -39,6 +39,9 @@ type Globals struct {
 	Config     config.Config
 	Stdout     io.Writer
 	Stderr     io.Writer
+	// Unattended is set by runs nobody watches (the kubelet gate): downloads log
+	// plain lines instead of drawing a progress bar even when stderr is a terminal.
+	Unattended bool
 }
 
 // Command is one subcommand.

@@ -69,7 +69,7 @@ func newReconciler(ctx context.Context, g *Globals, log *slog.Logger) (*reconcil
 
 func newInstaller(g *Globals, log *slog.Logger) *release.Installer {
 	var progress = g.Stderr
-	if g.JSON {
+	if g.JSON || g.Unattended {
 		progress = nil
 	}
 	return &release.Installer{Root: g.Root, Cfg: g.Config.Release, Log: log, Progress: progress, Deep: g.Config.Boot.DeepVerify}

@@ -73,6 +73,7 @@ boot.on_failure = "continue".`,
 // runOnce reconciles, records and prints the result, and returns the exit code.
 func runOnce(ctx context.Context, g *Globals, f *runFlags) (int, reconcile.Report) {
 	log := g.logger()
+	g.Unattended = g.Unattended || f.gate
 	r, err := newReconciler(ctx, g, log)
 	if err != nil {
 		rep := reconcile.Report{Outcome: reconcile.Failed, Start: time.Now(), Error: err.Error()}

@@ -103,7 +103,7 @@ func (n *realNode) criStatus(t *testing.T) cri.Status {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := cri.WaitStatus(ctx, rt, 50*time.Millisecond)
 	if err != nil {

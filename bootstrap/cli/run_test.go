@@ -135,13 +135,13 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool, logs ...fmt.Stringer) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			for _, l := range logs {
 				t.Log(l.String())
 			}
-			t.Fatal("condition not met in 15s")
+			t.Fatal("condition not met in 60s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

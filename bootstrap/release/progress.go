@@ -12,15 +12,31 @@ import (
 	"golang.org/x/term"
 )
 
-// progressFor returns how downloads report progress: a bar when w is a terminal
-// (an operator at a shell), structured log lines otherwise (systemd's journal,
-// cloud-init's log, a DaemonSet's log), where a bar would be noise.
+// progressFor returns how downloads report progress: a bar only when a person is
+// watching, structured log lines otherwise (systemd's journal, cloud-init's log, a
+// DaemonSet's log, a serial console), where a bar is noise that breaks other lines.
 func progressFor(w io.Writer, log *slog.Logger) func(src string) getter.ProgressTracker {
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if watched(w, os.Getenv) {
 		return func(string) getter.ProgressTracker { return barTracker{w: w} }
 	}
-	return func(src string) getter.ProgressTracker { return logTracker{log: log, url: redact(src)} }
+	return func(src string) getter.ProgressTracker {
+		return logTracker{log: log, url: redact(src), every: logEvery, now: time.Now}
+	}
 }
+
+// watched reports whether w is a terminal a person looks at: a terminal, and not
+// a systemd unit's (systemd sets INVOCATION_ID for every unit it runs and
+// JOURNAL_STREAM when output goes to the journal; a unit's TTYPath is a console).
+func watched(w io.Writer, getenv func(string) string) bool {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false
+	}
+	return getenv("INVOCATION_ID") == "" && getenv("JOURNAL_STREAM") == ""
+}
+
+// logEvery is the least time between two "downloading" lines.
+const logEvery = 5 * time.Second
 
 type barTracker struct{ w io.Writer }
 
@@ -42,15 +58,20 @@ func (b barTracker) TrackProgress(src string, current, total int64, stream io.Re
 	return &r
 }
 
-// logTracker logs the start, each quarter and the end of a download.
+// logTracker logs the start and the end of a download, and between them a
+// progress line at most once per `every`.
 type logTracker struct {
-	log *slog.Logger
-	url string
+	log   *slog.Logger
+	url   string
+	every time.Duration
+	now   func() time.Time
 }
 
 func (l logTracker) TrackProgress(src string, current, total int64, stream io.ReadCloser) io.ReadCloser {
 	l.log.Info("download started", "url", l.url, "bytes", total)
-	return &loggingReader{rc: stream, log: l.log, url: l.url, total: total, done: current, start: time.Now()}
+	start := l.now()
+	return &loggingReader{rc: stream, log: l.log, url: l.url, total: total, done: current,
+		start: start, last: start, every: l.every, now: l.now}
 }
 
 type loggingReader struct {
@@ -58,23 +79,27 @@ type loggingReader struct {
 	log         *slog.Logger
 	url         string
 	total, done int64
-	quarter     int64
-	start       time.Time
+	start, last time.Time
+	every       time.Duration
+	now         func() time.Time
 	eof         bool
 }
 
 func (r *loggingReader) Read(p []byte) (int, error) {
 	n, err := r.rc.Read(p)
 	r.done += int64(n)
-	if r.total > 0 {
-		if q := r.done * 4 / r.total; q > r.quarter && q < 4 {
-			r.quarter = q
-			r.log.Info("downloading", "url", r.url, "percent", q*25, "bytes", r.done)
-		}
-	}
 	if err == io.EOF && !r.eof {
 		r.eof = true
-		r.log.Info("download finished", "url", r.url, "bytes", r.done, "seconds", time.Since(r.start).Seconds())
+		r.log.Info("download finished", "url", r.url, "bytes", r.done, "seconds", r.now().Sub(r.start).Seconds())
+		return n, err
+	}
+	if now := r.now(); n > 0 && now.Sub(r.last) >= r.every {
+		r.last = now
+		if r.total > 0 {
+			r.log.Info("downloading", "url", r.url, "percent", r.done*100/r.total, "bytes", r.done)
+		} else {
+			r.log.Info("downloading", "url", r.url, "bytes", r.done)
+		}
 	}
 	return n, err
 }

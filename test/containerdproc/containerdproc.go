@@ -15,6 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Proc is one containerd daemon under test.
@@ -64,7 +70,7 @@ const AKS2404Body = `
   SystemdCgroup = true
 `
 
-// Start launches containerd and waits until its socket exists or it exits.
+// Start launches containerd and waits until it serves the CRI, or exits.
 func (p *Proc) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -78,19 +84,43 @@ func (p *Proc) Start() error {
 	p.Starts++
 	p.cmd, p.exited = cmd, make(chan struct{})
 	go func(c *exec.Cmd, done chan struct{}) { _ = c.Wait(); close(done) }(cmd, p.exited)
-	deadline := time.After(30 * time.Second)
+	// The socket file exists before containerd serves on it: wait until the CRI
+	// answers a Status call (any answer from the daemon counts, even "not ready"
+	// or "unimplemented" when a test's config disables the CRI plugin).
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var last error
 	for {
-		if _, err := os.Stat(p.Socket); err == nil {
+		if last = criAnswers(ctx, p.Socket); last == nil {
 			return nil
 		}
 		select {
 		case <-p.exited:
 			return fmt.Errorf("containerd exited at start: %s", tail(p.log.String()))
-		case <-deadline:
-			return fmt.Errorf("containerd socket %s did not appear", p.Socket)
+		case <-ctx.Done():
+			return fmt.Errorf("containerd on %s did not answer the CRI's Status within 60s (last: %v); its log:\n%s", p.Socket, last, tail(p.log.String()))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// criAnswers makes one CRI Status call; nil when the daemon answered it.
+func criAnswers(ctx context.Context, socket string) error {
+	if _, err := os.Stat(socket); err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).Status(cctx, &runtimeapi.StatusRequest{}, grpc.WaitForReady(false))
+	if c := status.Code(err); err == nil || c != codes.Unavailable && c != codes.DeadlineExceeded && c != codes.Canceled {
+		return nil
+	}
+	return err
 }
 
 // Stop terminates containerd and waits for it.

@@ -111,7 +111,7 @@ if ((DEMO)); then
   else
     narrate "The node did not get there. What it printed is in $log; the reasons are in the table above."
   fi
-  grep -a '^E2E|out|' "$log" | sed 's/^E2E|out|/    [pod ] /' | sed -n '1p;$p'
-  grep -a '^E2E|guest-uname|' "$log" | sed 's/^E2E|guest-uname|/    [node] /'
+  reports "$log" | grep -a '^E2E|out|' | sed 's/^E2E|out|/    [pod ] /' | sed -n '1p;$p'
+  reports "$log" | grep -a '^E2E|guest-uname|' | sed 's/^E2E|guest-uname|/    [node] /'
 fi
 ((fails == 0))

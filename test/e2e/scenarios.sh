@@ -58,10 +58,16 @@ start_server() {
     ((tries == 0)) || port=$((20000 + RANDOM % 20000))
     busybox httpd -f -vv -p "127.0.0.1:$port" -h "$WWW" 2>>"$LOGS/httpd.log" &
     SERVER_PID=$!
-    sleep 0.3
-    if kill -0 "$SERVER_PID" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$port/gvisor/releases/release/$REL/x86_64/runsc.sha512"; then break; fi
+    # ready when it answers a request (up to 60 s on a loaded machine); a new port only
+    # when this server exited (its port was taken)
+    local t0=$SECONDS up=0
+    while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS - t0 < 60)); do
+      if curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$port/gvisor/releases/release/$REL/x86_64/runsc.sha512" 2>/dev/null; then up=1; break; fi
+      sleep 0.2
+    done
+    ((up)) && break
     kill "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
-    ((++tries < 10)) || die "cannot start the loopback HTTP server"
+    ((++tries < 10)) || die "cannot start the loopback HTTP server: $(tail -5 "$LOGS/httpd.log")"
   done
   PORT=$port
   say "loopback server: http://127.0.0.1:$PORT/ (guest: http://$SERVER_IP/), log $LOGS/httpd.log"
@@ -122,20 +128,25 @@ boot() {
   if ((DEMO)); then wait "$follower" 2>/dev/null || true; fi
   if ((rc == 124 || rc == 137)); then say "boot $name: TIMEOUT after ${BOOT_TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then say "boot $name: qemu exited $rc: $(tail -3 "$LOGS/$name.qemu.log")"; return 1; fi
-  grep -q '^E2E|end|' "$log" || { say "boot $name: the guest powered off without its report"; return 1; }
+  reports "$log" | grep -q '^E2E|end|' || { say "boot $name: the guest powered off without its report"; return 1; }
 }
 
 # ---- reading the serial log ---------------------------------------------------------------
+# reports LOG: the guest's report lines, wherever they start on a console line. Anything else
+# on the serial console (kernel messages, a unit's output, a redrawn line) may share a line
+# with a report or overwrite its start with a carriage return: a report line is the text from
+# "E2E|" to the end of its line.
+reports() { tr '\r' '\n' < "$1" | grep -ao 'E2E|.*'; }
 # mark LOG KEY: the value of the last "E2E|KEY|value" line.
-mark() { grep -a "^E2E|$2|" "$1" | tail -1 | cut -d'|' -f3- | tr -d '\r'; }
-marks() { grep -a "^E2E|$2|" "$1" | cut -d'|' -f3- | tr -d '\r'; }
+mark() { reports "$1" | grep -a "^E2E|$2|" | tail -1 | cut -d'|' -f3- | tr -d '\r'; }
+marks() { reports "$1" | grep -a "^E2E|$2|" | cut -d'|' -f3- | tr -d '\r'; }
 
 # read_common S LOG: fills R_RESTARTS and R_SAW from the guest's report.
 read_common() {
   local s="$1" log="$2" starts
   starts="$(mark "$log" containerd-starts)"
   if [[ "$starts" =~ ^[0-9]+$ ]]; then R_RESTARTS[$s]=$((starts > 0 ? starts - 1 : 0)); else R_RESTARTS[$s]='?'; fi
-  if grep -qa '^E2E|kubelet-start|' "$log"; then
+  if reports "$log" | grep -qa '^E2E|kubelet-start|'; then
     if [[ "$(mark "$log" kubelet-runsc)" == yes ]]; then R_SAW[$s]="runsc handler"
     else R_SAW[$s]="NO runsc ($(mark "$log" kubelet-saw | sed 's/.*handlers=//'))"; fi
   else
@@ -287,7 +298,7 @@ scenario_3() {
   boot "$name" "$(overlay "$name" "$BAKED_RAW")" "$(seed_tar "$name" 'E2E_SCENARIO=3
 E2E_AKS_REWRITE=1')" 0 || { note $s "boot failed or timed out"; read_common $s "$log"; return 1; }
   read_common $s "$log"
-  grep -qa '^E2E|aks|containerd restarted' "$log" || { note $s "the AKS stand-in did not run"; ok=1; }
+  reports "$log" | grep -qa '^E2E|aks|containerd restarted' || { note $s "the AKS stand-in did not run"; ok=1; }
   bootstrap_ok $s "$log" || ok=1
   saw_runsc $s "$log" || ok=1
   pod_in_gvisor $s "$log" || ok=1
@@ -313,12 +324,12 @@ scenario_4() {
 # bootstrap_cost LOG: how long gvisor-bootstrap.service and the kubelet gate took this boot.
 bootstrap_cost() {
   local log="$1" line svc gate kstart kexit
-  line="$(grep -a '^E2E|unit-times|gvisor-bootstrap.service' "$log" | tail -1)"
+  line="$(reports "$log" | grep -a '^E2E|unit-times|gvisor-bootstrap.service' | tail -1)"
   local ie ae
   ie="$(sed -n 's/.*InactiveExitTimestampMonotonic=\([0-9]*\).*/\1/p' <<<"$line")"
   ae="$(sed -n 's/.*ActiveEnterTimestampMonotonic=\([0-9]*\).*/\1/p' <<<"$line")"
   if [[ -n "$ie" && -n "$ae" && "$ie" != 0 ]]; then svc="$(awk -v a="$ae" -v b="$ie" 'BEGIN{printf "%.2fs", (a-b)/1e6}')"; else svc=n/a; fi
-  line="$(grep -a '^E2E|unit-times|kubelet.service' "$log" | tail -1)"
+  line="$(reports "$log" | grep -a '^E2E|unit-times|kubelet.service' | tail -1)"
   kexit="$(sed -n 's/.*InactiveExitTimestampMonotonic=\([0-9]*\).*/\1/p' <<<"$line")"
   kstart="$(mark "$log" kubelet-start-uptime)"
   if [[ -n "$kexit" && "$kexit" != 0 && -n "$kstart" ]]; then gate="$(awk -v k="$kstart" -v e="$kexit" 'BEGIN{printf "%.2fs", k-e/1e6}')"; else gate=n/a; fi
@@ -328,7 +339,7 @@ bootstrap_cost() {
 scenario_5() {
   local s=5 name=s5-bad-checksum log="$LOGS/s5-bad-checksum.serial.log" ok=0
   scale_out $s "$name" c2 "$REL-badsum" || return 1
-  if grep -qa '^E2E|kubelet-start|' "$log"; then note $s "kubelet started on a node that was not made right (fail open)"; ok=1; fi
+  if reports "$log" | grep -qa '^E2E|kubelet-start|'; then note $s "kubelet started on a node that was not made right (fail open)"; ok=1; fi
   # kubelet was asked to start and refused by its gate (not merely never asked)
   if [[ "$(mark "$log" report)" != *kubelet-not-started* ]]; then
     note $s "kubelet was not seen failing to start: $(mark "$log" report)"; ok=1
@@ -350,6 +361,7 @@ scenario_5() {
 narrate_follow() { # LOG QEMU_PID
   tail -n +1 -F --pid="$2" "$1" 2>/dev/null | while IFS= read -r l; do
     l="${l%$'\r'}"
+    case "$l" in *E2E\|*) l="E2E|${l#*E2E|}" ;; esac
     case "$l" in
       E2E\|boot\|*) echo "    the VM is up (real systemd, Debian kernel ${l##*kernel=})" ;;
       E2E\|seed\|*) echo "    cloud-init NoCloud seed in place: ${l#E2E|seed|}" ;;

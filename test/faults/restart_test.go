@@ -61,7 +61,7 @@ func (s *serviceNode) criServes(handler string) bool {
 		s.t.Fatal(err)
 	}
 	defer rt.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := cri.WaitStatus(ctx, rt, 20*time.Millisecond)
 	if err != nil {

@@ -8,6 +8,7 @@
 package fakesystemd
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,23 +59,18 @@ func Start(t testing.TB, root string, units map[string]*Unit) *Manager {
 	if err := os.WriteFile(cfg, []byte(busConfig(sock)), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var daemonLog syncBuffer
 	d := exec.Command(dbusDaemon, "--config-file="+cfg, "--nofork", "--nopidfile", "--nosyslog")
+	d.Stdout, d.Stderr = &daemonLog, &daemonLog
 	if err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = d.Process.Kill(); _ = d.Wait() })
-	for i := 0; ; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if i > 200 {
-			t.Fatal("dbus-daemon did not create its socket")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	conn, err := dbus.Connect("unix:path=" + sock)
+	exited := make(chan struct{})
+	go func() { _ = d.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = d.Process.Kill(); <-exited })
+	conn, err := connectWhenServing(sock, exited, 30*time.Second)
 	if err != nil {
-		t.Fatalf("connect to the private bus: %v", err)
+		t.Fatalf("dbus-daemon on %s: %v; its output:\n%s", sock, err, daemonLog.String())
 	}
 	t.Cleanup(func() { conn.Close() })
 	m := &Manager{conn: conn, units: units, restarts: map[string]int{}}
@@ -92,6 +88,43 @@ func Start(t testing.TB, root string, units map[string]*Unit) *Manager {
 	}
 	return m
 }
+
+// connectWhenServing connects to the bus once dbus-daemon answers on it. The socket
+// file appears before the daemon listens, so only a completed handshake and Hello
+// (dbus.Connect) followed by a Ping to the bus itself count.
+func connectWhenServing(sock string, exited <-chan struct{}, within time.Duration) (*dbus.Conn, error) {
+	deadline := time.After(within)
+	var last error
+	for {
+		conn, err := dbus.Connect("unix:path=" + sock)
+		if err == nil {
+			if err = conn.BusObject().Call("org.freedesktop.DBus.Peer.Ping", 0).Err; err == nil {
+				return conn, nil
+			}
+			conn.Close()
+		}
+		last = err
+		select {
+		case <-exited:
+			return nil, fmt.Errorf("dbus-daemon exited before serving (last connect: %v)", last)
+		case <-deadline:
+			return nil, fmt.Errorf("no answer on the bus within %s (last: %v)", within, last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // Restarts is how many restart jobs ran for unit.
 func (m *Manager) Restarts(unit string) int {
