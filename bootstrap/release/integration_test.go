@@ -8,26 +8,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
 )
 
-// realBinary returns a real gVisor program from the test cache, waiting for
-// test/tools/build-binaries.sh if it is still building it (it writes
-// <name>.version after moving the binary into place).
+// realBinary returns a real gVisor program from the test cache (`make test` builds
+// it first with test/tools/build-binaries.sh).
 func realBinary(t *testing.T, name string) string {
 	t.Helper()
-	if dir := testbin.Dir(); dir != "" {
-		deadline := time.Now().Add(10 * time.Minute)
-		for time.Now().Before(deadline) {
-			if _, err := os.Stat(filepath.Join(dir, name+".version")); err == nil {
-				break
-			}
-			t.Logf("waiting for %s to be built into %s", name, dir)
-			time.Sleep(5 * time.Second)
-		}
-	}
 	return testbin.Require(t, name)
 }
 
