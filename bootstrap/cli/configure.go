@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -102,8 +103,14 @@ func runConfigure(ctx context.Context, g *Globals, args []string) (int, error) {
 	if err != nil {
 		return ExitUsage, UsageError{err}
 	}
-	c := &containerd.Configurator{Root: g.Root, Containerd: g.Config.Containerd, Runsc: g.Config.Runsc, Version: v, Log: log}
+	c := newConfigurator(g, v, log)
 	plan, err := c.Plan()
+	var fe *containerd.ForeignHandlerError
+	if errors.As(err, &fe) {
+		// The node is not bad input to this tool: another file would serve
+		// something else as runsc. Refused up front, nothing written.
+		return ExitFailed, err
+	}
 	if err != nil {
 		// Bad input (invalid TOML, unsupported containerd, refused mode): nothing
 		// was written.

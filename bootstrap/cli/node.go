@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
-	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/logging"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release"
@@ -58,7 +56,7 @@ func newReconciler(ctx context.Context, g *Globals, log *slog.Logger) (*reconcil
 		Root: g.Root,
 		Cfg:  g.Config,
 		Bins: &binaries{inst: newInstaller(g, log), deep: g.Config.Boot.DeepVerify},
-		Conf: &containerdConfig{c: newConfigurator(g, version, log)},
+		Conf: newConfigurator(g, version, log),
 		Systemd: func(ctx context.Context) (systemd.Manager, error) {
 			return systemd.Connect(ctx, g.Root)
 		},
@@ -76,7 +74,7 @@ func newInstaller(g *Globals, log *slog.Logger) *release.Installer {
 }
 
 func newConfigurator(g *Globals, v containerd.Version, log *slog.Logger) *containerd.Configurator {
-	return &containerd.Configurator{Root: g.Root, Containerd: g.Config.Containerd, Runsc: g.Config.Runsc, Version: v, Log: log}
+	return &containerd.Configurator{Root: g.Root, Containerd: g.Config.Containerd, Runsc: g.Config.Runsc, BinDir: g.Config.Release.BinDir, Version: v, Log: log}
 }
 
 // containerdVersion: the config or flag; else the running containerd, asked through
@@ -141,89 +139,4 @@ func (b *binaries) Present() bool {
 		}
 	}
 	return true
-}
-
-// containerdConfig adapts containerd.Configurator to the reconcile's seam.
-type containerdConfig struct{ c *containerd.Configurator }
-
-func (a *containerdConfig) Ensure(dryRun bool) (reconcile.ConfigChange, error) {
-	for attempt := 1; ; attempt++ {
-		ch, err := a.ensureOnce(dryRun)
-		if errors.Is(err, containerd.ErrChangedSincePlan) && attempt < 3 {
-			if a.c.Log != nil {
-				a.c.Log.Warn("containerd's config was rewritten during the run: planning again from the new content", "error", err)
-			}
-			continue
-		}
-		return ch, err
-	}
-}
-
-func (a *containerdConfig) ensureOnce(dryRun bool) (reconcile.ConfigChange, error) {
-	plan, err := a.c.Plan()
-	if err != nil {
-		return reconcile.ConfigChange{}, err
-	}
-	ch := reconcile.ConfigChange{RestartNeeded: plan.RestartNeeded, ConfigPath: plan.MainPath, ConfigAfter: plan.MainAfter}
-	if len(plan.Changes) == 0 {
-		return ch, nil
-	}
-	ch.Changed, ch.Diff = true, plan.Diff()
-	ch.Summary = changedPaths(plan)
-	if dryRun {
-		return ch, nil
-	}
-	if err := a.c.Apply(plan); err != nil {
-		return reconcile.ConfigChange{}, err
-	}
-	ch.Undo = func() error { return undo(a.c.Root, plan) }
-	return ch, nil
-}
-
-func (a *containerdConfig) Problems() []reconcile.Problem {
-	var out []reconcile.Problem
-	for _, p := range a.c.Check() {
-		out = append(out, reconcile.Problem{Path: p.Path, What: p.What, Fix: p.Fix})
-	}
-	return out
-}
-
-func (a *containerdConfig) FileHasRunsc() bool {
-	b, err := a.c.Root.ReadFile(a.c.Containerd.ConfigPath)
-	if err != nil {
-		return false
-	}
-	ok, _ := containerd.HasRunsc(b)
-	return ok
-}
-
-func changedPaths(p containerd.Plan) string {
-	s := ""
-	for i, c := range p.Changes {
-		if i > 0 {
-			s += ", "
-		}
-		if c.Remove {
-			s += "removed " + c.Path
-		} else {
-			s += "wrote " + c.Path
-		}
-	}
-	return s
-}
-
-// undo puts back the files a plan replaced (atomically) and removes those it created.
-func undo(root fsroot.Root, p containerd.Plan) error {
-	for _, c := range p.Changes {
-		var err error
-		if c.Existed {
-			err = root.WriteFile(c.Path, c.Old, fsroot.WriteOptions{Mode: c.Mode})
-		} else {
-			err = root.Remove(c.Path)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }

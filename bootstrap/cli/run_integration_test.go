@@ -35,7 +35,12 @@ type realNode struct {
 	config string // the config file's original content
 }
 
-func newRealNode(t *testing.T) *realNode {
+func newRealNode(t *testing.T) *realNode { return newRealNodeWith(t, "", nil) }
+
+// newRealNodeWith is newRealNode with top-level keys (e.g. an imports line) at the
+// start of the config and files in /etc/containerd/conf.d, all in place before
+// containerd first starts.
+func newRealNodeWith(t *testing.T, top string, confd map[string]string) *realNode {
 	bin := testbin.Require(t, "containerd-2")
 	dir := shortTempDir(t) // unix socket paths are limited to ~104 bytes
 	root := fsroot.New(dir)
@@ -44,9 +49,14 @@ func newRealNode(t *testing.T) *realNode {
 		t.Fatal(err)
 	}
 	n := &realNode{root: root, cfg: config.Default()}
-	n.config = "version = 2\n" + containerdproc.Settings(sockDir) + containerdproc.AKS2404Body
+	n.config = "version = 2\n" + top + containerdproc.Settings(sockDir) + containerdproc.AKS2404Body
 	if err := root.WriteFile("/etc/containerd/config.toml", []byte(n.config), fsroot.WriteOptions{Mode: 0o644}); err != nil {
 		t.Fatal(err)
+	}
+	for name, body := range confd {
+		if err := root.WriteFile("/etc/containerd/conf.d/"+name, []byte(body), fsroot.WriteOptions{Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n.proc = containerdproc.New(t, bin, root.Path("/etc/containerd/config.toml"), sockDir)
 	if err := n.proc.Start(); err != nil {
@@ -86,7 +96,7 @@ func (n *realNode) reconciler(t *testing.T, conf reconcile.ContainerdConfig) *re
 		if err != nil {
 			t.Fatal(err)
 		}
-		conf = &containerdConfig{c: &containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, Version: v, Log: log}}
+		conf = &containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, BinDir: n.cfg.Release.BinDir, Version: v, Log: log}
 	}
 	return &reconcile.Reconciler{
 		Root: n.root, Cfg: n.cfg, Log: log, PollEvery: 50 * time.Millisecond,
@@ -144,16 +154,25 @@ func TestRunRestartsRealContainerdOnceAndCRIServesRunsc(t *testing.T) {
 }
 
 // breakingConfig makes containerd fail with the new config: it runs the real
-// configurator, then adds a top-level key containerd refuses at start.
-type breakingConfig struct{ *containerdConfig }
+// configurator, then adds a top-level key containerd refuses at start. Its undo
+// first puts back what the configurator wrote (the configurator's own undo
+// leaves alone a file that no longer holds what it wrote).
+type breakingConfig struct{ *containerd.Configurator }
 
 func (b breakingConfig) Ensure(dry bool) (reconcile.ConfigChange, error) {
-	ch, err := b.containerdConfig.Ensure(dry)
+	ch, err := b.Configurator.Ensure(dry)
 	if err != nil || dry {
 		return ch, err
 	}
-	p := b.c.Root.Path(b.c.Containerd.ConfigPath)
+	p := b.Root.Path(b.Containerd.ConfigPath)
 	data, _ := os.ReadFile(p)
+	undo := ch.Undo
+	ch.Undo = func() error {
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return err
+		}
+		return undo()
+	}
 	return ch, os.WriteFile(p, append([]byte("oom_score = \"not-a-number\"\n"), data...), 0o644)
 }
 
@@ -161,7 +180,7 @@ func TestRollbackWhenRealContainerdRejectsNewConfig(t *testing.T) {
 	n := newRealNode(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	v, _ := containerd.ParseVersion("2.3.7")
-	real := &containerdConfig{c: &containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, Version: v, Log: log}}
+	real := &containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, BinDir: n.cfg.Release.BinDir, Version: v, Log: log}
 	n.cfg.Boot.VerifyTimeout = config.Duration(3 * time.Second)
 	rep := n.reconciler(t, breakingConfig{real}).Run(context.Background(), reconcile.Options{})
 	if rep.Outcome != reconcile.Failed || !rep.RolledBack || rep.Restarts != 2 {
@@ -199,6 +218,9 @@ func (c naiveConfig) Ensure(dry bool) (reconcile.ConfigChange, error) {
 }
 func (c naiveConfig) Problems() []reconcile.Problem { return nil }
 func (c naiveConfig) FileHasRunsc() bool            { return true }
+func (c naiveConfig) Expect() cri.Expect {
+	return cri.Expect{Handler: "runsc", ConfigPath: "/etc/containerd/runsc.toml"}
+}
 
 func TestCRICheckCatchesSilentlyDroppedHandler(t *testing.T) {
 	n := newRealNode(t)

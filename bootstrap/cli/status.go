@@ -24,9 +24,13 @@ type statusView struct {
 	Dialect           string            `json:"dialect,omitempty"`
 	HandlerInFile     bool              `json:"handler_in_file"`
 	HandlerInCRI      *bool             `json:"handler_in_cri"`
-	RuntimeNote       string            `json:"runtime_note,omitempty"`
-	LastRun           *reconcile.Record `json:"last_run,omitempty"`
-	Errors            []string          `json:"errors,omitempty"`
+	// Served: the CRI serves the handler as the gVisor runtime registered
+	// (cri.Status.CheckServed); NotServed says what it serves instead.
+	Served      *bool             `json:"handler_served"`
+	NotServed   string            `json:"not_served,omitempty"`
+	RuntimeNote string            `json:"runtime_note,omitempty"`
+	LastRun     *reconcile.Record `json:"last_run,omitempty"`
+	Errors      []string          `json:"errors,omitempty"`
 }
 
 func init() {
@@ -83,6 +87,15 @@ func collectStatus(ctx context.Context, g *Globals) statusView {
 	} else {
 		has := st.HasHandler(g.Config.Cluster.Handler)
 		v.HandlerInCRI = &has
+		var conf *containerd.Configurator
+		if verr == nil {
+			conf = newConfigurator(g, ver, g.logger())
+		}
+		served := true
+		if err := st.CheckServed(g.Root, expectOf(g, conf)); err != nil {
+			served, v.NotServed = false, err.Error()
+		}
+		v.Served = &served
 	}
 	if rec, err := reconcile.LoadRecord(g.Root); err != nil {
 		v.Errors = append(v.Errors, err.Error())
@@ -110,8 +123,11 @@ func printStatus(w io.Writer, v statusView) {
 	fmt.Fprintf(w, "config:             %s\n", v.ConfigPath)
 	fmt.Fprintf(w, "runsc in config:    %s\n", yesNo(v.HandlerInFile))
 	cri := "not checked: " + v.RuntimeNote
-	if v.HandlerInCRI != nil {
-		cri = yesNo(*v.HandlerInCRI)
+	switch {
+	case v.Served != nil && *v.Served:
+		cri = "yes, served as gVisor"
+	case v.Served != nil:
+		cri = "NOT served as gVisor: " + v.NotServed
 	}
 	fmt.Fprintf(w, "runsc in CRI:       %s\n", cri)
 	if v.LastRun != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 )
@@ -54,21 +55,23 @@ func verifyNode(ctx context.Context, g *Globals, deep bool) verifyResult {
 	var res verifyResult
 	bins := &binaries{inst: newInstaller(g, log), deep: g.Config.Boot.DeepVerify}
 	res.Problems = append(res.Problems, bins.Problems(deep)...)
+	var conf *containerd.Configurator
 	if v, err := containerdVersion(ctx, g); err != nil {
 		res.Problems = append(res.Problems, reconcile.Problem{What: err.Error(), Fix: "pass --containerd-version"})
 	} else {
-		res.Problems = append(res.Problems, (&containerdConfig{c: newConfigurator(g, v, log)}).Problems()...)
+		conf = newConfigurator(g, v, log)
+		res.Problems = append(res.Problems, conf.Problems()...)
 	}
 	st, note := runtimeStatus(ctx, g)
 	if note != "" {
 		res.RuntimeNote = note
 	} else {
 		res.RuntimeChecked = true
-		if !st.HasHandler(g.Config.Cluster.Handler) {
+		if err := st.CheckServed(g.Root, expectOf(g, conf)); err != nil {
 			res.Problems = append(res.Problems, reconcile.Problem{
 				Path: g.Root.Path(g.Config.Containerd.Address),
-				What: fmt.Sprintf("the running containerd's CRI does not list the %q handler", g.Config.Cluster.Handler),
-				Fix:  "run `gvisor-bootstrap run` (it restarts containerd when its config registers runsc)",
+				What: "the running containerd: " + err.Error(),
+				Fix:  "fix the file the message names, then run `gvisor-bootstrap run` (it restarts containerd when its config registers runsc)",
 			})
 		}
 	}
@@ -115,6 +118,15 @@ func printVerify(w io.Writer, res verifyResult) {
 	} else {
 		fmt.Fprintf(w, "%d problem(s)\n", len(res.Problems))
 	}
+}
+
+// expectOf is what the CRI must serve; without a configurator (containerd's
+// version unknown) the handler as the tool's config describes it.
+func expectOf(g *Globals, c *containerd.Configurator) cri.Expect {
+	if c != nil {
+		return c.Expect()
+	}
+	return cri.Expect{Handler: g.Config.Cluster.Handler, ConfigPath: g.Config.Containerd.RuntimeConfigPath}
 }
 
 // dialCRI is a variable so that tests can put a fake CRI behind uninstall (no

@@ -1,16 +1,16 @@
 package containerd
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 )
 
-// Problem is one thing wrong with the node's containerd configuration.
-type Problem struct {
-	Path string
-	What string
-	Fix  string
-}
+// Problem is one thing wrong with the node's containerd configuration (the one
+// Problem type of the reconcile).
+type Problem = reconcile.Problem
 
 const fixConfigure = "run `gvisor-bootstrap configure` (or `gvisor-bootstrap run`), then restart containerd"
 
@@ -22,17 +22,14 @@ func (c *Configurator) Check() []Problem {
 		return []Problem{{Path: "containerd", What: err.Error(), Fix: "upgrade containerd to 1.7 or later"}}
 	}
 	plan, err := c.Plan()
+	var fe *ForeignHandlerError
+	if errors.As(err, &fe) {
+		return []Problem{{Path: fe.Path, What: fmt.Sprintf("%s %s, so containerd would not serve %q as gVisor", fe.Path, fe.What, fe.Handler), Fix: fe.Fix}}
+	}
 	if err != nil {
 		return []Problem{{Path: c.Root.Path(cfgPath), What: err.Error(), Fix: "fix the file or the tool's config as the message says, then " + fixConfigure}}
 	}
 	var probs []Problem
-	if data, err := c.Root.ReadFile(cfgPath); err == nil {
-		if doc, err := parseDocument(cfgPath, data); err == nil {
-			for _, p := range c.foreignHandlers(doc.tree) {
-				probs = append(probs, Problem{Path: c.Root.Path(p), What: "imported by the containerd config and defines a runsc handler of its own, which containerd merges over this tool's", Fix: "remove the runsc tables from " + p})
-			}
-		}
-	}
 	for _, ch := range plan.Changes {
 		switch {
 		case ch.Path == c.resolveLink(cfgPath) && c.Containerd.Mode != "dropin":
@@ -79,6 +76,9 @@ func (c *Configurator) describeHandlers(data []byte, d Dialect) []Problem {
 		}
 		if v, _ := lookup(m, []string{"options", "TypeUrl"}); v != OptionsTypeURL {
 			add("runtime handler %q has options.TypeUrl %v, want %q (a string)", h.Name, v, OptionsTypeURL)
+		}
+		if v, _ := lookup(m, []string{"runtime_path"}); h.RuntimePath != "" && v != h.RuntimePath {
+			add("runtime handler %q has runtime_path %v, want %q (release.bin_dir is not on containerd's PATH)", h.Name, v, h.RuntimePath)
 		}
 		if v, _ := lookup(m, []string{"options", "ConfigPath"}); v != h.OptionsPath {
 			add("runtime handler %q has options.ConfigPath %v, want %q", h.Name, v, h.OptionsPath)

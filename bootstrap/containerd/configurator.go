@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -22,8 +23,55 @@ type Configurator struct {
 	Containerd config.Containerd
 	Runsc      config.Runsc
 	Version    Version
-	Log        *slog.Logger
+	// BinDir is where the release's entry points live (release.bin_dir): when
+	// containerd would not find them on its own PATH, the handler names them.
+	BinDir string
+	Log    *slog.Logger
 }
+
+// The release's entry points in BinDir (stable links into the current release).
+const (
+	ShimBinary  = "containerd-shim-runsc-v1"
+	RunscBinary = "runsc"
+)
+
+// defaultPath is the PATH systemd gives containerd.service (and so the shim it
+// starts): entry points in one of these need no absolute path.
+var defaultPath = []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+// binDirOnPath reports whether containerd finds the release's binaries by name.
+func (c *Configurator) binDirOnPath() bool {
+	if c.BinDir == "" {
+		return true
+	}
+	for _, d := range defaultPath {
+		if path.Clean(c.BinDir) == d {
+			return true
+		}
+	}
+	return false
+}
+
+// runtimePath is the handler's runtime_path: "" when containerd finds the shim on
+// its PATH, else the shim's stable link in BinDir.
+func (c *Configurator) runtimePath() string {
+	if c.binDirOnPath() {
+		return ""
+	}
+	return path.Join(c.BinDir, ShimBinary)
+}
+
+// runscBinary is the options file's binary_name: "" when the shim finds runsc on
+// its PATH, else runsc's stable link in BinDir.
+func (c *Configurator) runscBinary() string {
+	if c.binDirOnPath() {
+		return ""
+	}
+	return path.Join(c.BinDir, RunscBinary)
+}
+
+// mainPath is containerd's main config file as a node path, a symlink resolved.
+func (c *Configurator) mainPath() string { return c.resolveLink(c.Containerd.ConfigPath) }
 
 // FileChange is one node file to write (or, with Remove, delete).
 type FileChange struct {
@@ -83,9 +131,10 @@ func (c *Configurator) readNode(p string) ([]byte, bool, error) {
 
 // wanted is the list of handlers the tool's config asks for.
 func (c *Configurator) wanted() []Handler {
-	w := []Handler{{Name: HandlerRunsc, OptionsPath: c.Containerd.RuntimeConfigPath}}
+	rp := c.runtimePath()
+	w := []Handler{{Name: HandlerRunsc, OptionsPath: c.Containerd.RuntimeConfigPath, RuntimePath: rp}}
 	if c.Runsc.KVMHandler {
-		w = append(w, Handler{Name: HandlerRunscKVM, OptionsPath: kvmOptionsPath(c.Containerd.RuntimeConfigPath)})
+		w = append(w, Handler{Name: HandlerRunscKVM, OptionsPath: kvmOptionsPath(c.Containerd.RuntimeConfigPath), RuntimePath: rp})
 	}
 	return w
 }
@@ -140,9 +189,6 @@ func (c *Configurator) Plan() (Plan, error) {
 	wanted := c.wanted()
 	c.log().Debug("containerd config dialect", "path", cfgPath, "version", d.ConfigVersion, "tables", d.Plugin, "reason", d.Reason)
 
-	for _, f := range c.foreignHandlers(doc.tree) {
-		c.log().Warn("an imported config file defines a runsc handler too; containerd merges it over ours", "path", c.Root.Path(f))
-	}
 	if err := c.planOptions(&p, wanted); err != nil {
 		return p, err
 	}
@@ -172,6 +218,9 @@ func (c *Configurator) Plan() (Plan, error) {
 	default:
 		return p, fmt.Errorf("containerd mode %q: want inplace or dropin", c.Containerd.Mode)
 	}
+	if err := c.checkOverride(&p, cfgPath, doc); err != nil {
+		return p, err
+	}
 	if err := c.planBackup(&p, old, existed); err != nil {
 		return p, err
 	}
@@ -182,6 +231,39 @@ func (c *Configurator) Plan() (Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// checkOverride refuses a plan whose handlers another file containerd loads
+// would override: the node would serve something else as "runsc".
+func (c *Configurator) checkOverride(p *Plan, cfgPath string, main *document) error {
+	override := map[string]*document{}
+	for _, ch := range p.Changes {
+		if ch.Path != cfgPath && ch.Path != c.Containerd.DropinPath {
+			continue
+		}
+		if ch.Remove {
+			override[ch.Path] = nil
+			continue
+		}
+		d, err := parseDocument(c.Root.Path(ch.Path), ch.New)
+		if err != nil {
+			return err
+		}
+		if ch.Path == cfgPath {
+			main = d
+		} else {
+			override[ch.Path] = d
+		}
+	}
+	files, err := c.loadOrder(cfgPath, main, override)
+	if err != nil {
+		return err
+	}
+	ours := cfgPath
+	if c.Containerd.Mode == "dropin" {
+		ours = c.Containerd.DropinPath
+	}
+	return c.foreignOverride(files, ours)
 }
 
 // planOptions writes each wanted handler's shim options file and removes the
@@ -196,6 +278,7 @@ func (c *Configurator) planOptions(p *Plan, wanted []Handler) error {
 		if err != nil {
 			return err
 		}
+		o.BinaryName = c.runscBinary()
 		old, existed, err := c.readNode(h.OptionsPath)
 		if err != nil {
 			return err

@@ -34,17 +34,24 @@ type Handler struct {
 	Name string
 	// OptionsPath is the shim options file (ConfigPath), a node path.
 	OptionsPath string
+	// RuntimePath is the shim's absolute path when containerd would not find it
+	// on its PATH ("" otherwise).
+	RuntimePath string
 }
 
 // want is the handler's table as containerd's decoder sees it.
 func (h Handler) want() map[string]any {
-	return map[string]any{
+	m := map[string]any{
 		"runtime_type": RuntimeType,
 		"options": map[string]any{
 			"TypeUrl":    OptionsTypeURL,
 			"ConfigPath": h.OptionsPath,
 		},
 	}
+	if h.RuntimePath != "" {
+		m["runtime_path"] = h.RuntimePath
+	}
+	return m
 }
 
 // textEdit replaces data[start:end] with text.
@@ -281,6 +288,9 @@ func handlerBlock(d Dialect, wanted []Handler, indent string) string {
 		fmt.Fprintf(&b, "%s%s gVisor runtime handler %q; changes here are replaced on the next run.\n", indent, markerPrefix, h.Name)
 		fmt.Fprintf(&b, "%s%s\n", indent, header(path, d.SingleQuotes))
 		fmt.Fprintf(&b, "%sruntime_type = %s\n", inner, str(RuntimeType))
+		if h.RuntimePath != "" {
+			fmt.Fprintf(&b, "%sruntime_path = %s\n", inner, str(h.RuntimePath))
+		}
 		fmt.Fprintf(&b, "%s%s\n", optIndent, header(append(path, "options"), d.SingleQuotes))
 		fmt.Fprintf(&b, "%s  TypeUrl = %s\n", optIndent, str(OptionsTypeURL))
 		fmt.Fprintf(&b, "%s  ConfigPath = %s\n", optIndent, str(h.OptionsPath))

@@ -17,6 +17,9 @@ type shimOptions struct {
 	Handler  string
 	LogPath  string
 	LogLevel string
+	// BinaryName is runsc's absolute path when the shim would not find it on
+	// its PATH ("" otherwise).
+	BinaryName string
 	// RunscConfig are runsc flags. The shim fails every container when one is not
 	// a string, so they are held as strings.
 	RunscConfig map[string]string
@@ -63,6 +66,9 @@ func (o shimOptions) render() []byte {
 	b.WriteString("# handler; containerd passes this file as the runtime's ConfigPath. Changes here are\n")
 	b.WriteString("# replaced on the next run: set them in gvisor-bootstrap's config ([runsc]).\n")
 	b.WriteString("# [runsc_config] holds runsc flags; every value must be a string.\n")
+	if o.BinaryName != "" {
+		fmt.Fprintf(&b, "binary_name = %s\n", tomlString(o.BinaryName))
+	}
 	if o.LogLevel != "" {
 		fmt.Fprintf(&b, "log_level = %s\n", tomlString(o.LogLevel))
 	}

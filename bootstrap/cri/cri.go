@@ -24,6 +24,17 @@ type Status struct {
 	// ConfigRuntimes maps runtime name to runtimeType from the verbose config info
 	// (containerd 1.7 and 2.x).
 	ConfigRuntimes map[string]string
+	// Runtimes is each runtime's config from the verbose info: what containerd
+	// really runs for the handler.
+	Runtimes map[string]RuntimeInfo
+}
+
+// RuntimeInfo is one runtime of the CRI's verbose config info (the same JSON
+// names on containerd 1.7 and 2.x).
+type RuntimeInfo struct {
+	Type    string         `json:"runtimeType"`
+	Path    string         `json:"runtimePath"`
+	Options map[string]any `json:"options"`
 }
 
 // HasHandler reports whether kubelet can use the handler: containerd 2.x lists it in
@@ -76,7 +87,7 @@ func (c *client) Status(ctx context.Context) (Status, error) {
 }
 
 func parseStatus(resp *runtimeapi.StatusResponse) (Status, error) {
-	st := Status{ConfigRuntimes: map[string]string{}}
+	st := Status{ConfigRuntimes: map[string]string{}, Runtimes: map[string]RuntimeInfo{}}
 	for _, cond := range resp.GetStatus().GetConditions() {
 		if cond.Type == runtimeapi.RuntimeReady {
 			st.RuntimeReady = cond.Status
@@ -89,16 +100,15 @@ func parseStatus(resp *runtimeapi.StatusResponse) (Status, error) {
 	if raw, ok := resp.GetInfo()["config"]; ok {
 		var cfg struct {
 			Containerd struct {
-				Runtimes map[string]struct {
-					RuntimeType string `json:"runtimeType"`
-				} `json:"runtimes"`
+				Runtimes map[string]RuntimeInfo `json:"runtimes"`
 			} `json:"containerd"`
 		}
 		if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
 			return st, fmt.Errorf("CRI Status: decode config info: %w", err)
 		}
 		for name, r := range cfg.Containerd.Runtimes {
-			st.ConfigRuntimes[name] = r.RuntimeType
+			st.ConfigRuntimes[name] = r.Type
+			st.Runtimes[name] = r
 		}
 	}
 	return st, nil

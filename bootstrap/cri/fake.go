@@ -45,3 +45,26 @@ func (f *Fake) Set(st Status, err error) {
 	f.St, f.Err = st, err
 	f.mu.Unlock()
 }
+
+// WithHandler returns st serving handler as the runtime rt, in the shape the real
+// CRI reports it (listed, and in the verbose config).
+func (st Status) WithHandler(handler string, rt RuntimeInfo) Status {
+	st.Handlers = append(append([]string{}, st.Handlers...), handler)
+	c := map[string]string{}
+	for k, v := range st.ConfigRuntimes {
+		c[k] = v
+	}
+	r := map[string]RuntimeInfo{}
+	for k, v := range st.Runtimes {
+		r[k] = v
+	}
+	c[handler], r[handler] = rt.Type, rt
+	st.ConfigRuntimes, st.Runtimes = c, r
+	return st
+}
+
+// GVisor is the runsc runtime as this tool registers it with options file
+// configPath (and no runtime_path).
+func GVisor(configPath string) RuntimeInfo {
+	return RuntimeInfo{Type: RunscRuntimeType, Options: map[string]any{"TypeUrl": RunscOptionsType, "ConfigPath": configPath}}
+}

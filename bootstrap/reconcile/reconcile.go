@@ -76,11 +76,14 @@ type Report struct {
 	Containerd     string    `json:"containerd_state"`
 	// RuntimeChecked is false when no CRI answered (containerd not running yet, or
 	// an image folder): only the files were checked.
-	RuntimeChecked bool      `json:"runtime_checked"`
-	HandlerSeen    bool      `json:"handler_in_cri"`
-	Problems       []Problem `json:"problems,omitempty"`
-	Error          string    `json:"error,omitempty"`
-	DryRun         bool      `json:"dry_run,omitempty"`
+	RuntimeChecked bool `json:"runtime_checked"`
+	HandlerSeen    bool `json:"handler_in_cri"`
+	// Served: the CRI serves the handler as the gVisor runtime this tool
+	// registered (cri.Status.CheckServed), not just under its name.
+	Served   bool      `json:"handler_served"`
+	Problems []Problem `json:"problems,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	DryRun   bool      `json:"dry_run,omitempty"`
 
 	// ConfigFingerprint is containerd's config file as this run left it
 	// (FileFingerprint), for a watcher to notice a later rewrite.
@@ -281,16 +284,16 @@ func (r *Reconciler) converge(ctx context.Context, opt Options, change ConfigCha
 		return fmt.Errorf("containerd (%s) does not answer the CRI at %s: %w; check `systemctl status %s`", rep.Containerd, r.Root.Path(r.Cfg.Containerd.Address), err, unit)
 	}
 	rep.RuntimeChecked = true
-	if st.HasHandler(r.Cfg.Cluster.Handler) {
-		rep.HandlerSeen = true
+	serr := r.served(st, rep)
+	if serr == nil {
 		return nil
 	}
 	if !r.Conf.FileHasRunsc() {
-		return fmt.Errorf("containerd's config does not register %q and the CRI does not list it", r.Cfg.Cluster.Handler)
+		return fmt.Errorf("containerd's config does not register %q: %w", r.Cfg.Cluster.Handler, serr)
 	}
 	// The file is right but the running containerd predates it (a run killed
 	// between the config write and the restart, or a restart that never happened).
-	r.Log.Warn("config registers runsc but the running containerd does not serve it: restarting containerd", "unit", unit)
+	r.Log.Warn("config registers runsc but the running containerd does not serve it: restarting containerd", "unit", unit, "found", serr)
 	return r.restartAndVerify(ctx, mgr, rt, rep, nil)
 }
 
@@ -308,11 +311,10 @@ func (r *Reconciler) restartAndVerify(ctx context.Context, mgr systemd.Manager, 
 		st, err = r.waitCRI(ctx, rt, r.Cfg.Boot.VerifyTimeout.D())
 		if err == nil {
 			rep.RuntimeChecked = true
-			if st.HasHandler(r.Cfg.Cluster.Handler) {
-				rep.HandlerSeen = true
+			if err = r.served(st, rep); err == nil {
 				return nil
 			}
-			err = fmt.Errorf("the CRI does not list the %q handler after the restart", r.Cfg.Cluster.Handler)
+			err = fmt.Errorf("after the restart: %w", err)
 		}
 	}
 	if undo == nil {
@@ -362,12 +364,25 @@ func (r *Reconciler) waitCRI(ctx context.Context, rt cri.Runtime, timeout time.D
 
 func (r *Reconciler) checkHandler(st cri.Status, rep *Report, restartNeeded bool) error {
 	rep.RuntimeChecked = true
-	rep.HandlerSeen = st.HasHandler(r.Cfg.Cluster.Handler)
-	if rep.HandlerSeen {
+	err := r.served(st, rep)
+	if err == nil {
 		return nil
 	}
 	if restartNeeded || r.Conf.FileHasRunsc() {
-		return fmt.Errorf("containerd answers at %s without the %q handler and no systemd is reachable to restart it; restart containerd on the node", r.Root.Path(r.Cfg.Containerd.Address), r.Cfg.Cluster.Handler)
+		return fmt.Errorf("containerd answers at %s but %v, and no systemd is reachable to restart it; restart containerd on the node", r.Root.Path(r.Cfg.Containerd.Address), err)
 	}
-	return fmt.Errorf("the CRI does not list the %q handler", r.Cfg.Cluster.Handler)
+	return err
+}
+
+// served is the one check of what the CRI serves (cri.Status.CheckServed),
+// recorded in the report.
+func (r *Reconciler) served(st cri.Status, rep *Report) error {
+	want := r.Conf.Expect()
+	if want.Handler == "" {
+		want.Handler = r.Cfg.Cluster.Handler
+	}
+	rep.HandlerSeen = st.HasHandler(want.Handler)
+	err := st.CheckServed(r.Root, want)
+	rep.Served = err == nil
+	return err
 }

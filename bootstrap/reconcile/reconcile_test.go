@@ -73,6 +73,9 @@ func (c *fakeConf) Ensure(dry bool) (ConfigChange, error) {
 }
 func (c *fakeConf) Problems() []Problem { return nil }
 func (c *fakeConf) FileHasRunsc() bool  { c.mu.Lock(); defer c.mu.Unlock(); return c.has }
+func (c *fakeConf) Expect() cri.Expect {
+	return cri.Expect{Handler: "runsc", ConfigPath: "/etc/containerd/runsc.toml"}
+}
 
 type node struct {
 	r    *Reconciler
@@ -108,10 +111,9 @@ func newNode(t *testing.T, active bool, fileHas, criHas bool) *node {
 }
 
 func statusWith(runsc bool) cri.Status {
-	st := cri.Status{RuntimeReady: true, Handlers: []string{"runc"}, ConfigRuntimes: map[string]string{"runc": "io.containerd.runc.v2"}}
+	st := cri.Status{RuntimeReady: true}.WithHandler("runc", cri.RuntimeInfo{Type: "io.containerd.runc.v2"})
 	if runsc {
-		st.Handlers = append(st.Handlers, "runsc")
-		st.ConfigRuntimes["runsc"] = "io.containerd.runsc.v1"
+		st = st.WithHandler("runsc", cri.GVisor("/etc/containerd/runsc.toml"))
 	}
 	return st
 }

@@ -4,7 +4,11 @@
 // come back serving runsc.
 package reconcile
 
-import "context"
+import (
+	"context"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+)
 
 // Problem is one thing wrong with the node, with what the operator can do.
 type Problem struct {
@@ -32,6 +36,9 @@ type ContainerdConfig interface {
 	Problems() []Problem
 	// FileHasRunsc reports whether the config on disk registers the runsc handler.
 	FileHasRunsc() bool
+	// Expect is the handler as registered: what the CRI must serve
+	// (cri.Status.CheckServed).
+	Expect() cri.Expect
 }
 
 // ConfigChange is what Ensure did (or would do, in a dry run).

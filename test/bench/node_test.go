@@ -154,7 +154,7 @@ func (n *node) installer() *release.Installer {
 }
 
 // reconciler wires the real packages behind the reconcile's seams, as
-// bootstrap/cli/node.go does (its adapters are unexported).
+// bootstrap/cli/node.go does.
 func (n *node) reconciler(b *testing.B) *reconcile.Reconciler {
 	v, err := containerd.ParseVersion(n.cfg.Containerd.Version)
 	if err != nil {
@@ -163,7 +163,7 @@ func (n *node) reconciler(b *testing.B) *reconcile.Reconciler {
 	return &reconcile.Reconciler{
 		Root: n.root, Cfg: n.cfg, Log: quiet,
 		Bins:    bins{n.installer()},
-		Conf:    conf{&containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, Version: v, Log: quiet}},
+		Conf:    &containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, BinDir: n.cfg.Release.BinDir, Version: v, Log: quiet},
 		Systemd: func(context.Context) (systemd.Manager, error) { return n.sd, nil },
 		CRI:     func() (cri.Runtime, error) { return cri.Dial(n.root, n.cfg.Containerd.Address) },
 	}
@@ -205,22 +205,3 @@ func (a bins) Ensure(ctx context.Context, dry bool) (bool, string, error) {
 }
 func (a bins) Problems(deep bool) []reconcile.Problem { return nil }
 func (a bins) Present() bool                          { return true }
-
-type conf struct{ c *containerd.Configurator }
-
-func (a conf) Ensure(dry bool) (reconcile.ConfigChange, error) {
-	p, err := a.c.Plan()
-	if err != nil || len(p.Changes) == 0 || dry {
-		return reconcile.ConfigChange{RestartNeeded: p.RestartNeeded, Changed: len(p.Changes) > 0}, err
-	}
-	if err := a.c.Apply(p); err != nil {
-		return reconcile.ConfigChange{}, err
-	}
-	return reconcile.ConfigChange{Changed: true, RestartNeeded: p.RestartNeeded}, nil
-}
-func (a conf) Problems() []reconcile.Problem { return nil }
-func (a conf) FileHasRunsc() bool {
-	b, _ := a.c.Root.ReadFile(a.c.Containerd.ConfigPath)
-	ok, _ := containerd.HasRunsc(b)
-	return ok
-}

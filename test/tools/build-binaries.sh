@@ -21,6 +21,12 @@ mkdir -p "$BIN" "$STORE/build"
 GVISOR_REF="${GVISOR_REF:-v0.0.0-20260905035102-160fafc42237}"
 CONTAINERD2_VERSION="${CONTAINERD2_VERSION:-v2.3.7}"
 CONTAINERD17_VERSION="${CONTAINERD17_VERSION:-v1.7.35}"
+# Every containerd 2 minor line, for the merge-order tests (2.0-2.2 merge imports then
+# migrate; 2.3+ migrate each file): containerd-2.N, next to containerd-2 (= 2.3).
+CONTAINERD20_VERSION="${CONTAINERD20_VERSION:-v2.0.14}"
+CONTAINERD21_VERSION="${CONTAINERD21_VERSION:-v2.1.9}"
+CONTAINERD22_VERSION="${CONTAINERD22_VERSION:-v2.2.9}"
+CONTAINERD24_VERSION="${CONTAINERD24_VERSION:-v2.4.2}"
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
 
 export CGO_ENABLED="${CGO_ENABLED:-0}"
@@ -80,15 +86,24 @@ b_containerd2() {
 b_containerd17() {
   modbuild "$1" "github.com/containerd/containerd@$CONTAINERD17_VERSION" containerd-1.7=./cmd/containerd ctr-1.7=./cmd/ctr
 }
+# 2.0.14 and 2.1.9: `go install` refuses them (exclude/replace directives in go.mod).
+b_containerd20() { modbuild "$1" "github.com/containerd/containerd/v2@$CONTAINERD20_VERSION" containerd-2.0=./cmd/containerd; }
+b_containerd21() { modbuild "$1" "github.com/containerd/containerd/v2@$CONTAINERD21_VERSION" containerd-2.1=./cmd/containerd; }
+b_containerd22() { goinstall "$1" containerd-2.2 "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD22_VERSION" no_btrfs; }
+b_containerd24() { goinstall "$1" containerd-2.4 "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD24_VERSION" no_btrfs; }
 b_crictl() { goinstall "$1" crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"; }
 
 build_runsc() { stored runsc "$GVISOR_REF" b_runsc; }
 build_shim() { stored containerd-shim-runsc-v1 "$GVISOR_REF" b_shim; }
 build_containerd2() { stored containerd-2 "$CONTAINERD2_VERSION" b_containerd2; }
 build_containerd17() { stored containerd-1.7 "$CONTAINERD17_VERSION" b_containerd17; }
+build_containerd20() { stored containerd-2.0 "$CONTAINERD20_VERSION" b_containerd20; }
+build_containerd21() { stored containerd-2.1 "$CONTAINERD21_VERSION" b_containerd21; }
+build_containerd22() { stored containerd-2.2 "$CONTAINERD22_VERSION" b_containerd22; }
+build_containerd24() { stored containerd-2.4 "$CONTAINERD24_VERSION" b_containerd24; }
 build_crictl() { stored crictl "$CRICTL_VERSION" b_crictl; }
 
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(containerd2 containerd17 crictl runsc shim)
+[[ ${#targets[@]} -eq 0 ]] && targets=(containerd2 containerd17 crictl runsc shim containerd20 containerd21 containerd22 containerd24)
 for t in "${targets[@]}"; do "build_$t"; done
 log "stored in $STORE, linked into $BIN"

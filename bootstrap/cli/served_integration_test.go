@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+)
+
+// A conf.d file (imported, as containerd 2.2+'s default config does) binds the
+// name "runsc" to runc. Real containerd 2.3 serves "runsc" then, so a check of
+// the name alone passes while pods asking for gVisor get no sandbox. Every
+// command must say so, naming the file; none may call the node healthy.
+const runcAsRunsc = `version = 2
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runsc]
+  runtime_type = "io.containerd.runc.v2"
+`
+
+const otherFile = "/etc/containerd/conf.d/50-other.toml"
+
+func TestConfDFileServingRuncAsRunscIsRefusedEverywhere(t *testing.T) {
+	n := newRealNodeWith(t, "imports = [\"conf.d/*.toml\"]\n", map[string]string{"50-other.toml": runcAsRunsc})
+	st := n.criStatus(t)
+	if got := st.ConfigRuntimes["runsc"]; got != "io.containerd.runc.v2" {
+		t.Fatalf("setup: containerd serves runsc as %q, want runc.v2 (the imported file is not loaded?)\n%s", got, n.proc.Log())
+	}
+	root := n.root.Dir()
+	named := n.root.Path(otherFile)
+	args := func(cmd ...string) []string {
+		return append(cmd, "--root", root, "--containerd-version", "2.3.7", "--release-url", n.cfg.Release.URL)
+	}
+
+	// configure refuses up front: exit 1, the file named, nothing written.
+	code, out, errs := runMain(t, "configure", "--root", root, "--containerd-version", "2.3.7")
+	if code != ExitFailed || !strings.Contains(errs, named) {
+		t.Fatalf("configure: exit %d, want %d naming %s\n%s\n%s", code, ExitFailed, named, out, errs)
+	}
+	if cur, _ := n.root.ReadFile("/etc/containerd/config.toml"); string(cur) != n.config {
+		t.Fatal("configure refused but changed containerd's config")
+	}
+	if n.root.Exists(n.cfg.Containerd.RuntimeConfigPath) {
+		t.Fatal("configure refused but wrote the runsc options file")
+	}
+
+	// The kubelet gate refuses, naming the file, without restarting containerd.
+	starts := n.proc.Starts
+	code, _, errs = runMain(t, args("run", "--gate")...)
+	if code != ExitFailed || !strings.Contains(errs, named) {
+		t.Fatalf("run --gate: exit %d, want %d naming %s\n%s", code, ExitFailed, named, errs)
+	}
+	if n.proc.Starts != starts {
+		t.Fatalf("run --gate restarted containerd (%d -> %d starts)", starts, n.proc.Starts)
+	}
+
+	// verify lists it, and the CRI's runsc as not gVisor, naming the file.
+	code, out, _ = runMain(t, args("verify")...)
+	if code != ExitFailed || !strings.Contains(out, named) || !strings.Contains(out, "io.containerd.runc.v2") {
+		t.Fatalf("verify: exit %d\n%s", code, out)
+	}
+
+	// status does not call runsc served.
+	code, out, _ = runMain(t, args("status")...)
+	if code != ExitOK || !strings.Contains(out, "NOT served as gVisor") || !strings.Contains(out, named) {
+		t.Fatalf("status: exit %d\n%s", code, out)
+	}
+}
+
+// Once runsc is registered and served, another agent drops a file binding the
+// name to runc and restarts containerd: the one served-check reports it with the
+// defining file, and the reconcile (with a service manager) refuses without a
+// restart loop.
+func TestServedCheckNamesTheFileAfterAnotherAgentsChange(t *testing.T) {
+	n := newRealNodeWith(t, "imports = [\"conf.d/*.toml\"]\n", nil)
+	rep := n.reconciler(t, nil).Run(context.Background(), reconcile.Options{})
+	if rep.Outcome != reconcile.Repaired || !rep.Served || rep.Restarts != 1 {
+		t.Fatalf("first run: %+v\n%s", rep, n.proc.Log())
+	}
+	if err := n.root.WriteFile(otherFile, []byte(runcAsRunsc), fsroot.WriteOptions{Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.proc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	conf := newConfigurator(&Globals{Root: n.root, Config: n.cfg}, mustParse(t, "2.3.7"), nil)
+	err := n.criStatus(t).CheckServed(n.root, conf.Expect())
+	var ns *cri.NotServed
+	if !errors.As(err, &ns) || ns.DefinedBy != n.root.Path(otherFile) || !strings.Contains(err.Error(), "io.containerd.runc.v2") {
+		t.Fatalf("CheckServed = %v, want NotServed defined by %s as runc.v2", err, n.root.Path(otherFile))
+	}
+
+	starts := n.proc.Starts
+	rep = n.reconciler(t, nil).Run(context.Background(), reconcile.Options{Gate: true})
+	if rep.Outcome != reconcile.Failed || rep.Served || !strings.Contains(rep.Error, n.root.Path(otherFile)) {
+		t.Fatalf("gate after the change: %+v", rep)
+	}
+	if n.proc.Starts != starts {
+		t.Fatalf("the gate restarted containerd although no restart can fix it (%d -> %d)", starts, n.proc.Starts)
+	}
+	if _, err := os.Stat(n.root.Path(otherFile)); err != nil {
+		t.Fatalf("the other agent's file was touched: %v", err)
+	}
+}
+
+func mustParse(t *testing.T, s string) containerd.Version {
+	t.Helper()
+	v, err := containerd.ParseVersion(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
