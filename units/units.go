@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 //go:embed gvisor-bootstrap.service gvisor-bootstrap-repair.service gvisor-bootstrap.path kubelet-10-gvisor-bootstrap.conf
@@ -33,9 +34,9 @@ var embedded embed.FS
 // Node paths and unit names the units refer to.
 const (
 	// BinaryPath is where every unit expects the tool.
-	BinaryPath = "/usr/local/bin/gvisor-bootstrap"
+	BinaryPath = nodepaths.Binary
 	// Dir is the administrator's unit directory the units are installed into.
-	Dir = "/etc/systemd/system"
+	Dir = nodepaths.UnitDir
 
 	BootUnit      = "gvisor-bootstrap.service"
 	RepairUnit    = "gvisor-bootstrap-repair.service"

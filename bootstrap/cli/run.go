@@ -33,7 +33,8 @@ in containerd's config, restarts containerd only when its effective config chang
 running, and verifies through the CRI that kubelet will find the runsc handler. If containerd
 does not come back serving runsc after a restart, the previous config is restored.
 
-Runs are serialised by a lock on /run/lock/gvisor-bootstrap.lock.
+Runs are serialised by a lock on /run/gvisor-bootstrap/run.lock (root-only; the DaemonSet pod
+mounts the same directory, so its runs and the host's exclude each other).
 
 Exit codes: 0 healthy (nothing changed), 10 repaired (changed and verified), 1 failed,
 2 bad input. With --gate, repaired exits 0, and a failure exits 0 only when the config says

@@ -69,7 +69,7 @@ func uninstallNode(ctx context.Context, g *Globals, force bool) (uninstallResult
 	res := uninstallResult{DryRun: g.DryRun}
 	log := g.logger()
 	if !g.DryRun {
-		unlock, err := reconcile.Lock(ctx, g.Root)
+		unlock, err := reconcile.Lock(ctx, g.Root, log)
 		if err != nil {
 			return res, err
 		}
@@ -106,7 +106,7 @@ func uninstallNode(ctx context.Context, g *Globals, force bool) (uninstallResult
 			return res, err
 		}
 	}
-	removed, err := newInstaller(g, log).Uninstall(g.DryRun)
+	removed, err := newInstaller(g, log).Uninstall(ctx, g.DryRun)
 	res.Removed = append(res.Removed, removed...)
 	if err != nil {
 		return res, err

@@ -14,10 +14,11 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // DefaultPath is where the tool's config lives on a node.
-const DefaultPath = "/etc/gvisor-bootstrap/config.toml"
+const DefaultPath = nodepaths.ToolConfig
 
 // DefaultRelease is the pinned gVisor release installed when nothing else is asked.
 // `latest` is only used when asked for explicitly: release/latest has lagged for weeks.
@@ -137,19 +138,19 @@ func Default() Config {
 		Release: Release{
 			Version: DefaultRelease,
 			BaseURL: "https://storage.googleapis.com/gvisor/releases/release",
-			BinDir:  "/usr/local/bin",
+			BinDir:  nodepaths.DefaultBinDir,
 			SHA512:  map[string]string{},
 			Timeout: Duration(5 * time.Minute),
 			Retries: 4,
 		},
 		Containerd: Containerd{
-			ConfigPath:        "/etc/containerd/config.toml",
+			ConfigPath:        nodepaths.DefaultContainerdConfig,
 			Mode:              "inplace",
-			DropinPath:        "/etc/containerd/conf.d/90-gvisor-runsc.toml",
-			RuntimeConfigPath: "/etc/containerd/runsc.toml",
-			BackupPath:        "/var/lib/gvisor-bootstrap/config.toml.orig",
+			DropinPath:        nodepaths.DefaultDropin,
+			RuntimeConfigPath: nodepaths.DefaultRuntimeConfig,
+			BackupPath:        nodepaths.DefaultBackup,
 			Unit:              "containerd.service",
-			Address:           "/run/containerd/containerd.sock",
+			Address:           nodepaths.DefaultCRISocket,
 			RestartTimeout:    Duration(2 * time.Minute),
 		},
 		Runsc: Runsc{
@@ -172,6 +173,20 @@ func Default() Config {
 			Namespace: "kube-system",
 			Image:     "ghcr.io/gvisor-bootstrap/gvisor-bootstrap:latest",
 		},
+	}
+}
+
+// NodePaths are the node paths this config moves, for nodepaths.Table.
+func (c Config) NodePaths() nodepaths.Settings {
+	return nodepaths.Settings{
+		BinDir:           c.Release.BinDir,
+		ContainerdConfig: c.Containerd.ConfigPath,
+		Dropin:           c.Containerd.DropinPath,
+		RuntimeConfig:    c.Containerd.RuntimeConfigPath,
+		Backup:           c.Containerd.BackupPath,
+		CRISocket:        c.Containerd.Address,
+		TextfileDir:      c.Metrics.TextfileDir,
+		KVM:              c.Runsc.Platform == "kvm" || c.Runsc.KVMHandler,
 	}
 }
 

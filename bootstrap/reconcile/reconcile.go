@@ -8,21 +8,21 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
-
-	"github.com/gofrs/flock"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodelock"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 )
 
-// LockPath serialises every run on a node: boot, path-triggered, kubelet gate, manual.
-const LockPath = "/run/lock/gvisor-bootstrap.lock"
+// LockPath serialises every run on a node: boot, path-triggered, kubelet gate,
+// manual, and the DaemonSet's pod (which mounts its directory).
+const LockPath = nodepaths.RunLock
 
 // Outcome of a run; the CLI maps it to the exit code.
 type Outcome string
@@ -100,18 +100,14 @@ func (r *Reconciler) status(msg string) {
 	r.Log.Info(msg)
 }
 
-// Lock takes the node-wide run lock, waiting until ctx ends.
-func Lock(ctx context.Context, root fsroot.Root) (func(), error) {
-	p := root.Path(LockPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	l := flock.New(p)
-	ok, err := l.TryLockContext(ctx, 50*time.Millisecond)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("lock %s: another gvisor-bootstrap run holds it: %v", p, err)
-	}
-	return func() { _ = l.Unlock() }, nil
+// Lock takes the node-wide run lock, waiting until ctx ends; log says when it
+// has to wait.
+func Lock(ctx context.Context, root fsroot.Root, log *slog.Logger) (func(), error) {
+	return nodelock.Acquire(ctx, root, LockPath, func() {
+		if log != nil {
+			log.Info("waiting for the run lock: another gvisor-bootstrap run holds it", "lock", root.Path(LockPath))
+		}
+	})
 }
 
 // Run reconciles the node once.
@@ -181,7 +177,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 		return rep
 	}
 	if !opt.DryRun {
-		unlock, err := Lock(ctx, r.Root)
+		unlock, err := Lock(ctx, r.Root, r.Log)
 		if err != nil {
 			return fail(err)
 		}

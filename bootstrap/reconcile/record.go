@@ -9,11 +9,12 @@ import (
 	"path/filepath"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // LastRunPath is on /run (tmpfs): recording a run must not make a healthy boot
 // write to disk. It survives until the next boot, which runs the reconcile again.
-const LastRunPath = "/run/gvisor-bootstrap/last-run.json"
+const LastRunPath = nodepaths.LastRun
 
 // Record is the last run as `status` shows it.
 type Record struct {

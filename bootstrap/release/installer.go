@@ -146,7 +146,7 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return res, fmt.Errorf("create bin directory %s: %w; %s", binDir, err, localFix)
 	}
-	unlock, err := lockDir(binDir)
+	unlock, err := i.lockInstall(ctx)
 	if err != nil {
 		return res, err
 	}

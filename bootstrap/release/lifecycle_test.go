@@ -163,14 +163,14 @@ func TestUninstall(t *testing.T) {
 	e.install(e.installer(rel1))
 	e.install(e.installer(rel2))
 	in := e.installer(rel2)
-	dry, err := in.Uninstall(true)
+	dry, err := in.Uninstall(context.Background(), true)
 	if err != nil || len(dry) != 7 { // 3 entry points, .gvisor-current, 2 release dirs, the state
 		t.Fatalf("dry run: %v %v", dry, err)
 	}
 	if _, err := os.Lstat(e.root.LinkPath(bin + "/runsc")); err != nil {
 		t.Fatal("dry run removed runsc")
 	}
-	removed, err := in.Uninstall(false)
+	removed, err := in.Uninstall(context.Background(), false)
 	if err != nil || !cmp.Equal(dry, removed) {
 		t.Fatalf("removed %v, dry run said %v, %v", removed, dry, err)
 	}
@@ -236,7 +236,7 @@ func TestUninstallLeavesForeignFiles(t *testing.T) {
 	if err := os.WriteFile(p, []byte("#!/bin/sh\necho mine\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := e.installer(rel1).Uninstall(false)
+	removed, err := e.installer(rel1).Uninstall(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,8 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodelock"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // How files are placed, and why.
@@ -359,18 +362,13 @@ func cleanStaging(binDir string) {
 	}
 }
 
-// lockDir takes an exclusive flock on a directory: concurrent installs (a boot
-// unit and an operator) serialize without creating a lock file.
-func lockDir(dir string) (func(), error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", dir, err)
-	}
-	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+// lockInstall takes the node's install lock (nodepaths.InstallLock, in the root-only
+// run directory): concurrent installs (a boot unit, an operator, the DaemonSet's
+// pod) serialize, nobody else can hold it, and the wait ends with ctx.
+func (i *Installer) lockInstall(ctx context.Context) (func(), error) {
+	return nodelock.Acquire(ctx, i.Root, nodepaths.InstallLock, func() {
+		i.log().Info("waiting for the install lock: another gvisor-bootstrap run holds it", "lock", i.Root.Path(nodepaths.InstallLock))
+	})
 }
 
 func randSuffix() string {

@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // StatePath is the node path of the record of what was installed.
-const StatePath = "/var/lib/gvisor-bootstrap/release.json"
+const StatePath = nodepaths.ReleaseState
 
 // State records one installation. It is written last, atomically, so it only
 // ever describes files that are completely in place.

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -148,7 +149,7 @@ func (i *Installer) refreshFingerprints(st *State) bool {
 // .gvisor-current where they still point where it left them, the release
 // directories it recorded, and the state.
 // Anything else (a runsc someone put there by hand) is left alone.
-func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
+func (i *Installer) Uninstall(ctx context.Context, dryRun bool) ([]string, error) {
 	st, err := LoadState(i.Root)
 	if err != nil {
 		return nil, err
@@ -159,9 +160,11 @@ func (i *Installer) Uninstall(dryRun bool) ([]string, error) {
 	var removed []string
 	binDir := i.Root.Path(st.BinDir)
 	if !dryRun {
-		if unlock, err := lockDir(binDir); err == nil {
-			defer unlock()
+		unlock, err := i.lockInstall(ctx)
+		if err != nil {
+			return nil, err
 		}
+		defer unlock()
 	}
 	for _, link := range uninstallOrder(st.Links) {
 		got, err := os.Readlink(i.Root.LinkPath(link))

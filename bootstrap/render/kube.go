@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/units"
 )
 
@@ -55,8 +57,42 @@ type daemonSetData struct {
 	ClusterConfig          string
 	ClusterConfigDir       string
 	Binary                 string
-	BinDir                 string
+	HostPrefix             string
+	Layout                 nodepaths.Layout
 	Pool                   pool
+}
+
+// HostPrefix is where the DaemonSet's containers see the host's "/" (--root).
+const HostPrefix = "/host"
+
+// Layout is the DaemonSet's host volumes and each container's mounts, from the table
+// of node paths for this config.
+func Layout(cfg config.Config) nodepaths.Layout {
+	return nodepaths.PodLayout(nodepaths.Table(cfg.NodePaths()))
+}
+
+// hostMountsYAML renders a role's mounts as flow mappings, one a line.
+func hostMountsYAML(n int, l nodepaths.Layout, role string) string {
+	pad := strings.Repeat(" ", n)
+	var b strings.Builder
+	for _, m := range l.Mounts[nodepaths.Role(role)] {
+		fmt.Fprintf(&b, "\n%s- {name: %s, mountPath: %s", pad, yamlScalar(m.Volume), yamlScalar(HostPrefix+m.Host))
+		if m.ReadOnly {
+			b.WriteString(", readOnly: true")
+		}
+		b.WriteString("}")
+	}
+	return b.String()
+}
+
+// hostVolumesYAML renders the hostPath volumes.
+func hostVolumesYAML(n int, l nodepaths.Layout) string {
+	pad := strings.Repeat(" ", n)
+	var b strings.Builder
+	for _, v := range l.Volumes {
+		fmt.Fprintf(&b, "\n%s# %s\n%s- name: %s\n%s  hostPath: {path: %s, type: %s}", pad, strings.Join(v.What, "; "), pad, yamlScalar(v.Name), pad, yamlScalar(v.Host), v.Kind)
+	}
+	return b.String()
 }
 
 // DaemonSet renders, for managed pools (AKS) whose images cannot be customised, a
@@ -88,6 +124,6 @@ func DaemonSet(cfg config.Config) ([]byte, error) {
 		Name: DaemonSetName, Namespace: d.Namespace, Image: d.Image,
 		Config: string(toml), ConfigHash: hex.EncodeToString(sum[:8]),
 		ConfigPath: config.DefaultPath, ClusterConfig: ClusterConfigDir + "/config.toml", ClusterConfigDir: ClusterConfigDir,
-		Binary: units.BinaryPath, BinDir: cfg.Release.BinDir, Pool: p,
+		Binary: units.BinaryPath, HostPrefix: HostPrefix, Layout: Layout(cfg), Pool: p,
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // awkward is a config whose values need quoting in YAML: a label value "true", a
@@ -185,8 +186,10 @@ func TestDaemonSetDecodesStrictly(t *testing.T) {
 				t.Errorf("tolerations (-want +got):\n%s", d)
 			}
 
-			allowed := map[string]bool{"/etc/gvisor-bootstrap": true, "/etc/containerd": true, "/usr/local/bin": true, cfg.Release.BinDir: true,
-				"/var/lib/gvisor-bootstrap": true, "/run/containerd": true, "/run/dbus": true, "/etc/systemd/system": true}
+			allowed := map[string]bool{}
+			for _, e := range nodepaths.Table(cfg.NodePaths()) {
+				allowed[e.Mount] = true
+			}
 			hostPaths := map[string]string{}
 			for _, v := range spec.Volumes {
 				if v.HostPath != nil {

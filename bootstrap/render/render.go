@@ -30,6 +30,8 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"indent":       indent,
 	"tolerations":  tolerationsYAML,
 	"nodeSelector": nodeSelectorYAML,
+	"hostMounts":   hostMountsYAML,
+	"hostVolumes":  hostVolumesYAML,
 }).ParseFS(templateFS, "templates/*.tmpl"))
 
 func execute(name string, data any) ([]byte, error) {

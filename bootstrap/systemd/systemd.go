@@ -14,6 +14,7 @@ import (
 	godbus "github.com/godbus/dbus/v5"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // Manager is what the reconcile needs from systemd.
@@ -36,7 +37,7 @@ var ErrUnavailable = errors.New("systemd is not reachable")
 // bus when root is "/", else the system bus socket found under the root (the
 // DaemonSet mounts the host's /run/dbus at /host/run/dbus).
 func Connect(ctx context.Context, root fsroot.Root) (Manager, error) {
-	socket := root.Path("/run/dbus/system_bus_socket")
+	socket := root.Path(nodepaths.DBusSocket)
 	if _, err := os.Stat(socket); err != nil {
 		if root.IsHost() {
 			// systemd's private socket works without dbus-daemon (early boot).
