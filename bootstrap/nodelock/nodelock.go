@@ -30,8 +30,11 @@ var PollEvery = 50 * time.Millisecond
 // with that same owner. Anything else is refused, saying what to remove: a lock
 // someone else can create, replace or open is a lock anyone can hold.
 func Acquire(ctx context.Context, root fsroot.Root, nodePath string, onWait func()) (func(), error) {
-	p := root.Path(nodePath)
-	if err := ensureDir(filepath.Dir(p)); err != nil {
+	// The directory's parents resolve inside the root; the directory itself and the
+	// file are never followed.
+	dir := root.LinkPath(filepath.Dir(nodePath))
+	p := filepath.Join(dir, filepath.Base(nodePath))
+	if err := ensureDir(dir); err != nil {
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)

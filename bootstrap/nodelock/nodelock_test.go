@@ -84,7 +84,7 @@ func TestRefusesWhatOthersControl(t *testing.T) {
 		"directory is a symlink": func(t *testing.T, dir string) {
 			must(t, os.MkdirAll(filepath.Join(dir, "run"), 0o755))
 			must(t, os.MkdirAll(filepath.Join(dir, "elsewhere"), 0o700))
-			must(t, os.Symlink(filepath.Join(dir, "elsewhere"), filepath.Join(dir, "run/gvisor-bootstrap")))
+			must(t, os.Symlink("/elsewhere", filepath.Join(dir, "run/gvisor-bootstrap")))
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
