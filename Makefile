@@ -6,7 +6,7 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 CACHE := $(CURDIR)/.cache
 export GVB_TEST_BIN := $(CACHE)/bin
 
-.PHONY: build build-all tools test test-short fuzz bench e2e demo image render clean
+.PHONY: build build-all tools tools-k8s test test-short fuzz bench e2e demo image render clean
 
 build: ## bin/gvisor-bootstrap, static
 	$(GO_BUILD) -o bin/gvisor-bootstrap ./cmd/gvisor-bootstrap
@@ -17,6 +17,9 @@ build-all: ## linux/amd64 and linux/arm64
 
 tools: ## build the real runsc, shim, containerd 1.7/2.x and crictl into .cache/bin
 	test/tools/build-binaries.sh
+
+tools-k8s: ## build the real Kubernetes (apiserver, kcm, scheduler, kubelet, kubectl) and etcd for the e2e cluster
+	test/tools/build-k8s.sh
 
 test: build tools ## the whole suite against the real programs
 	go vet ./...
@@ -36,10 +39,10 @@ bench: build tools ## benchmarks; figures go in README.md
 	go test -run '^$$' -bench . -benchmem -count 5 ./...
 	@if [ -x test/bench/run.sh ]; then test/bench/run.sh; fi
 
-e2e: build tools ## boot real nodes in qemu and run gVisor pods
+e2e: build tools tools-k8s ## boot real nodes in qemu and run gVisor pods
 	test/e2e/run.sh
 
-demo: build tools ## boot one node from customData and run a pod in gVisor
+demo: build tools tools-k8s ## a real cluster: one node joins from customData, a pod runs in gVisor
 	test/e2e/run.sh --demo
 
 image: ## build the Azure Compute Gallery image (needs Azure credentials; see packer/README.md)

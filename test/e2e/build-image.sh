@@ -6,9 +6,11 @@
 #   c17         base + containerd 1.7, AKS/Ubuntu 22.04 shape (version = 2, SystemdCgroup)
 # Each variant is a raw ext4 disk (mkfs.ext4 -d), booted with the base's kernel and initrd;
 # scenarios boot qcow2 overlays of it, so every scenario is a fresh boot of the same disk.
-# Usage: build-image.sh [c2|c17]...   (default: both). Prints nothing on stdout.
+#   k8s         c2 + a real kubelet and CNI (guest-k8s/customize.sh), for the k8s-* scenarios
+# Usage: build-image.sh [c2|c17|k8s]...   (default: both). Prints nothing on stdout.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$E2E_DIR/guest-k8s/customize.sh"
 MIRROR="${E2E_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DISK_SIZE="${E2E_DISK_SIZE:-6G}"
 E2E_ROOT_PASSWORD="${E2E_ROOT_PASSWORD:-e2e-local-only-password}"
@@ -45,6 +47,7 @@ variant_inputs() {
   case "$v" in
     c2) cat "$BIN/containerd-2.version" ;;
     c17) cat "$BIN/containerd-1.7.version" "$BIN/containerd-2.version" ;;
+    k8s) cat "$BIN/containerd-2.version" "$BIN/kubernetes.version"; hash_of "$E2E_DIR/guest-k8s" ;;
   esac
   cat "$BIN/crictl.version"
 }
@@ -52,7 +55,7 @@ variant_inputs() {
 # build_variant VARIANT: -> .cache/e2e/images/VARIANT.raw (+ vmlinuz, initrd.img)
 build_variant() {
   local v="$1" base key stamp root t0
-  case "$v" in c2) need_bin containerd-2; need_bin ctr-2 ;; c17) need_bin containerd-1.7; need_bin ctr-1.7 ;; *) die "unknown variant $v" ;; esac
+  case "$v" in c2) need_bin containerd-2; need_bin ctr-2 ;; c17) need_bin containerd-1.7; need_bin ctr-1.7 ;; k8s) need_bin containerd-2; need_bin ctr-2; need_bin kubelet ;; *) die "unknown variant $v" ;; esac
   need_bin containerd-shim-runc-v2-2; need_bin crictl
   base="$(build_base)"
   key="$(variant_inputs "$v" | sha256sum | cut -c1-16)"
@@ -78,7 +81,7 @@ customize() {
   say "$v: installing containerd, runc, crictl, images and harness units"
   install -d "$r/usr/local/bin" "$r/usr/local/lib/e2e" "$r/usr/local/share/e2e/images" "$r/etc/containerd" "$r/etc/e2e"
   case "$v" in
-    c2)  install -m 755 "$BIN/containerd-2" "$r/usr/local/bin/containerd"
+    c2|k8s) install -m 755 "$BIN/containerd-2" "$r/usr/local/bin/containerd"
          install -m 755 "$BIN/ctr-2" "$r/usr/local/bin/ctr"
          install -m 644 "$g/containerd/config-c2.toml" "$r/etc/containerd/config.toml"
          echo cgroupfs > "$r/etc/e2e/cgroup-driver" ;;
@@ -117,6 +120,7 @@ customize() {
   install -d "$r/etc/ssh/sshd_config.d" "$r/etc/systemd/system/ssh.service.d"
   install -m 644 "$g/ssh/e2e.conf" "$r/etc/ssh/sshd_config.d/e2e.conf"
   install -m 644 "$g/ssh/ssh-only-without-seed.conf" "$r/etc/systemd/system/ssh.service.d/e2e.conf"
+  if [[ "$v" == k8s ]]; then customize_k8s "$r"; fi
 }
 
 main() {
