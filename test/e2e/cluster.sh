@@ -183,10 +183,16 @@ EOF
   say "control plane up in ${K8S_UP_SECONDS}s ($("$BIN/kubectl" version --client -o json 2>/dev/null | jq -r .clientVersion.gitVersion) / etcd $(cat "$BIN/etcd.version"))"
 }
 
-cluster_down() {
-  local p
+cluster_down() { # TERM, then KILL what is still there after 15 s (a throwaway cluster)
+  local p i
+  ((${#K8S_PIDS[@]})) || return 0
   for p in "${K8S_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${K8S_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for i in $(seq 15); do
+    for p in "${K8S_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && break; p=""; done
+    [[ -z "$p" ]] && break
+    sleep 1
+  done
+  for p in "${K8S_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   K8S_PIDS=()
 }
 

@@ -9,9 +9,13 @@
 SCENARIO_NAME+=([k8s-scale-out]=k8s-scale-out [k8s-baked]=k8s-baked [k8s-reimage]=k8s-reimage
   [k8s-upgrade]=k8s-upgrade [k8s-uninstall]=k8s-uninstall [k8s-daemonset]=k8s-daemonset)
 K8S_SCENARIOS=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s-daemonset)
+# what `make e2e` runs (the others with --only until they have passed here)
+K8S_DEFAULT=(k8s-scale-out k8s-daemonset)
 
 K8S_NODE_TIMEOUT="${E2E_K8S_NODE_TIMEOUT:-900}"  # boot + customData + kubelet registration, tcg
 K8S_POD_TIMEOUT="${E2E_K8S_POD_TIMEOUT:-420}"    # a pod from scheduled to terminated, tcg
+# a k8s node lives for its whole scenario (the host ends it): qemu's own limit is only a backstop
+K8S_VM_TIMEOUT="${E2E_K8S_VM_TIMEOUT:-3600}"
 declare -A VM_PID=()
 
 # ---- once per run -------------------------------------------------------------------------
@@ -46,7 +50,7 @@ vm_start() {
   [[ -n "${E2E_QEMU_CPU:-}" ]] && args+=(-cpu "$E2E_QEMU_CPU")
   : > "$log"
   say "boot $name in the background: serial log $log"
-  timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
+  timeout -k 10 "$K8S_VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
   VM_PID[$name]=$!
 }
 vm_running() { [[ -n "${VM_PID[$1]:-}" ]] && kill -0 "${VM_PID[$1]}" 2>/dev/null; }
@@ -111,6 +115,7 @@ kind: Pod
 metadata: {name: $name, namespace: $ns, labels: {e2e: probe}}
 spec:
   restartPolicy: Never
+  dnsPolicy: Default
   automountServiceAccountToken: false
   enableServiceLinks: false
   terminationGracePeriodSeconds: 5
@@ -139,6 +144,7 @@ kind: Pod
 metadata: {name: $2, namespace: $1, labels: {e2e: sleeper}}
 spec:
   runtimeClassName: $3
+  dnsPolicy: Default
   automountServiceAccountToken: false
   enableServiceLinks: false
   terminationGracePeriodSeconds: 5
@@ -465,6 +471,7 @@ apiVersion: v1
 kind: Pod
 metadata: {name: runc-sleeper, namespace: $ns}
 spec:
+  dnsPolicy: Default
   automountServiceAccountToken: false
   nodeSelector: {kubernetes.io/hostname: $node}
   tolerations: [{key: gvisor, operator: Exists, effect: NoSchedule}]

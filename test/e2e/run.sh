@@ -44,7 +44,7 @@ done
 
 if ((DEMO)); then scenarios=(k8s-scale-out)
 elif [[ -n "$ONLY" ]]; then IFS=, read -ra scenarios <<<"$ONLY"
-else scenarios=(1 2 3 4 5 6 "${K8S_SCENARIOS[@]}"); fi
+else scenarios=(1 2 3 4 5 6 "${K8S_DEFAULT[@]}"); fi
 # scenario 4 is the second boot of scenario 2's disk
 if [[ " ${scenarios[*]} " == *" 4 "* && " ${scenarios[*]} " != *" 2 "* ]]; then
   scenarios=(2 "${scenarios[@]}")

@@ -45,7 +45,7 @@ stored() {
     log "building $name $version (log: this output)"
     local t0=$SECONDS
     if ! "$builder" "$tmp"; then rm -rf "$tmp"; log "building $name $version failed"; return 1; fi
-    touch "$tmp/.complete"
+    touch "$tmp/.complete"; chmod 755 "$tmp"
     rm -rf "$dir"; mv "$tmp" "$dir"
     log "built $name $version in $((SECONDS - t0)) s"
   fi
