@@ -38,6 +38,7 @@ type Manager struct {
 	units    map[string]*Unit
 	jobs     uint32
 	restarts map[string]int
+	calls    []string
 	// FailNext makes the next n restart jobs fail: the service is stopped and not
 	// started again (as when the unit's ExecStart exits at once).
 	FailNext int
@@ -192,6 +193,50 @@ func (o managerObj) RestartUnit(name, mode string) (dbus.ObjectPath, *dbus.Error
 		_ = m.conn.Emit("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager.JobRemoved", id, job, name, result)
 	}()
 	return job, nil
+}
+
+// Reload answers daemon-reload (systemctl daemon-reload); it is counted.
+func (o managerObj) Reload() *dbus.Error {
+	o.m.record("Reload")
+	return nil
+}
+
+// StartUnit and StopUnit are recorded (Calls) and their job ends "done" at once:
+// units other than the managed ones (the tool's own path unit) have no process.
+func (o managerObj) StartUnit(name, mode string) (dbus.ObjectPath, *dbus.Error) {
+	return o.m.job("StartUnit "+name, name), nil
+}
+
+func (o managerObj) StopUnit(name, mode string) (dbus.ObjectPath, *dbus.Error) {
+	return o.m.job("StopUnit "+name, name), nil
+}
+
+func (m *Manager) job(call, name string) dbus.ObjectPath {
+	m.record(call)
+	m.mu.Lock()
+	m.jobs++
+	id := m.jobs
+	m.mu.Unlock()
+	job := dbus.ObjectPath(fmt.Sprintf("/org/freedesktop/systemd1/job/%d", id))
+	go func() {
+		time.Sleep(time.Millisecond)
+		_ = m.conn.Emit("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager.JobRemoved", id, job, name, "done")
+	}()
+	return job
+}
+
+func (m *Manager) record(call string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls = append(m.calls, call)
+}
+
+// Calls lists the Reload, StartUnit and StopUnit calls in order, e.g.
+// "StartUnit gvisor-bootstrap.path".
+func (m *Manager) Calls() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.calls...)
 }
 
 type unitProps struct {

@@ -1,0 +1,409 @@
+package podsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/render"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/containerdproc"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/faults/fakesystemd"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
+)
+
+var bin string // gvisor-bootstrap, static, built from this tree
+
+func TestMain(m *testing.M) {
+	Child() // a re-executed container: never returns
+	flag.Parse()
+	if testing.Short() || os.Geteuid() != 0 {
+		fmt.Println("podsim skipped: needs root and no -short (it mounts and drops capabilities for real)")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "podsim-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "gvisor-bootstrap")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/gvisor-bootstrap/gvisor-bootstrap/cmd/gvisor-bootstrap")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	rel  = "20260202.0"
+	arch = "x86_64"
+)
+
+// node is a temp host with a real containerd 2 serving the CRI, systemd's D-Bus API
+// (fakesystemd on a real dbus-daemon) restarting it, and a loopback release server.
+type node struct {
+	t    *testing.T
+	host string
+	cd   *containerdproc.Proc
+	sd   *fakesystemd.Manager
+	srv  *releasetest.Server
+}
+
+func newNode(t *testing.T) *node {
+	cdBin := testbin.Require(t, "containerd-2")
+	// Short: the CRI socket's path must fit in 108 bytes.
+	host, err := os.MkdirTemp("/tmp", "gvbpod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(host) })
+	n := &node{t: t, host: host, srv: releasetest.NewServer(t)}
+	n.srv.AddBundle(rel, arch, map[string][]byte{
+		"runsc":                      releasetest.Script("runsc", rel),
+		"containerd-shim-runsc-v1":   releasetest.Script("containerd-shim-runsc-v1", rel),
+		"gvisor-bin/checkpointgofer": releasetest.Script("checkpointgofer", rel),
+	})
+	sock := filepath.Join(host, "run/containerd")
+	for _, d := range []string{sock, filepath.Join(host, "etc/systemd/system"), filepath.Join(host, "etc/containerd")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.write("/etc/containerd/config.toml", n.azureConfig())
+	n.cd = containerdproc.New(t, cdBin, filepath.Join(host, "etc/containerd/config.toml"), sock)
+	if err := n.cd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.sd = fakesystemd.Start(t, host, map[string]*fakesystemd.Unit{
+		"containerd.service": {Restart: n.cd.Restart, Active: n.cd.Running, Stop: n.cd.Stop},
+	})
+	return n
+}
+
+// azureConfig is what AKS's provisioning writes: no runsc.
+func (n *node) azureConfig() string {
+	return "version = 2\n" + containerdproc.Settings(filepath.Join(n.host, "run/containerd")) + containerdproc.AKS2404Body
+}
+
+func (n *node) write(p, data string) {
+	n.t.Helper()
+	full := filepath.Join(n.host, p)
+	tmp := full + ".agent"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, full); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// hostRun runs gvisor-bootstrap on the host itself (as the boot unit, path unit
+// and kubelet gate do), against the same node.
+func (n *node) hostRun(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, append(args, "--root", n.host)...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// manifests renders the DaemonSet as `gvisor-bootstrap render daemonset` does.
+func manifests(t *testing.T, cfg config.Config) (corev1.ConfigMap, appsv1.DaemonSet) {
+	out, err := render.DaemonSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	var ds appsv1.DaemonSet
+	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+		switch meta.Kind {
+		case "ConfigMap":
+			err = yaml.UnmarshalStrict(doc, &cm)
+		case "DaemonSet":
+			err = yaml.UnmarshalStrict(doc, &ds)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", meta.Kind, err)
+		}
+	}
+	if ds.Name == "" || cm.Name == "" {
+		t.Fatalf("no DaemonSet or ConfigMap in:\n%s", out)
+	}
+	return cm, ds
+}
+
+// image is the DaemonSet image's content: the static binary and CA certificates.
+func image(t *testing.T) string {
+	dir := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(dir, "usr/local/bin"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "etc/ssl/certs"), 0o755))
+	b, err := os.ReadFile(bin)
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(dir, "usr/local/bin/gvisor-bootstrap"), b, 0o755))
+	if ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
+		must(t, os.WriteFile(filepath.Join(dir, "etc/ssl/certs/ca-certificates.crt"), ca, 0o644))
+	}
+	return dir
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+func (p *proc) String() string {
+	return fmt.Sprintf("stdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
+}
+
+// start runs a container of the pod.
+func start(t *testing.T, pod *Pod, ds appsv1.DaemonSet, c corev1.Container, override []string) *proc {
+	t.Helper()
+	s, err := pod.Container(ds.Spec.Template.Spec, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if override != nil {
+		s.Argv = override
+	}
+	self, err := os.Executable()
+	must(t, err)
+	cmd, err := Command(self, t.TempDir(), s)
+	must(t, err)
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
+	must(t, cmd.Start())
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	return p
+}
+
+// wait waits for the container to exit, with a deadline, and returns its code.
+func (p *proc) wait(t *testing.T, name string, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+		t.Fatalf("%s did not exit within %s\n%s", name, within, p)
+	}
+	if p.err != nil {
+		if ee, ok := p.err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		t.Fatalf("%s: %v", name, p.err)
+	}
+	return 0
+}
+
+// until polls cond (which looks at the real thing: a file the process wrote, a
+// line it printed) until it holds or the deadline passes.
+func until(t *testing.T, what string, within time.Duration, p *proc, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		select {
+		case <-p.done:
+			if !cond() {
+				t.Fatalf("%s: the container exited first (%v)\n%s", what, p.err, p)
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s\n%s", what, within, p)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func lastRun(host string) reconcile.Record {
+	var rec reconcile.Record
+	b, err := os.ReadFile(filepath.Join(host, reconcile.LastRunPath))
+	if err == nil {
+		_ = json.Unmarshal(b, &rec)
+	}
+	return rec
+}
+
+// TestRestrictedDaemonSetPod runs every container of the rendered DaemonSet as a
+// runtime would on a node that has nothing of the product: the init containers
+// copy the config and install the tool, the release and the units; the main
+// container reconciles through the host's systemd (D-Bus) and verifies through the
+// host's CRI, and its readiness probe passes. Then the host's own runs and the
+// pod's take the same lock.
+func TestRestrictedDaemonSetPod(t *testing.T) {
+	n := newNode(t)
+	cfg := config.Default()
+	cfg.Release.Version, cfg.Release.BaseURL, cfg.Release.Arch = rel, n.srv.BaseURL(), arch
+	cfg.Release.Retries, cfg.Release.Timeout = 1, config.Duration(20*time.Second)
+	cfg.Boot.VerifyTimeout = config.Duration(60 * time.Second)
+	cfg.Delivery.Image = "podsim.invalid/gvisor-bootstrap:test"
+	cm, ds := manifests(t, cfg)
+
+	pod := &Pod{Host: n.host, Rootfs: image(t), ConfigMaps: map[string]map[string]string{cm.Name: cm.Data}, NodeName: "podsim-node"}
+	t.Cleanup(pod.Close)
+	spec := ds.Spec.Template.Spec
+	for _, c := range spec.InitContainers {
+		p := start(t, pod, ds, c, nil)
+		if code := p.wait(t, c.Name, 3*time.Minute); code != 0 {
+			t.Fatalf("init container %s exited %d\n%s", c.Name, code, p)
+		}
+		t.Logf("init container %s: ok", c.Name)
+	}
+	if len(spec.Containers) != 1 {
+		t.Fatalf("%d containers", len(spec.Containers))
+	}
+	main := spec.Containers[0]
+	p := start(t, pod, ds, main, nil)
+	until(t, "the pod's first run verified through the CRI", 3*time.Minute, p, func() bool {
+		r := lastRun(n.host)
+		return r.Outcome == reconcile.Repaired && r.HandlerSeen
+	})
+	if got := n.sd.Restarts("containerd.service"); got != 1 {
+		t.Errorf("containerd restarted %d times through D-Bus, want 1", got)
+	}
+	// The readiness probe runs in the same container (its mounts, its privileges).
+	probe := start(t, pod, ds, main, main.ReadinessProbe.Exec.Command)
+	if code := probe.wait(t, "readiness probe", time.Minute); code != 0 {
+		t.Fatalf("readiness probe exited %d\n%s", code, probe)
+	}
+
+	// The node ends right, as the host sees it.
+	v := n.hostRun(nil, "verify")
+	if out, err := v.CombinedOutput(); err != nil {
+		t.Fatalf("host verify: %v\n%s", err, out)
+	}
+	for _, f := range []string{"/usr/local/bin/gvisor-bootstrap", "/etc/systemd/system/gvisor-bootstrap.service",
+		"/etc/systemd/system/kubelet.service.d/10-gvisor-bootstrap.conf", "/etc/gvisor-bootstrap/config.toml"} {
+		if _, err := os.Stat(filepath.Join(n.host, f)); err != nil {
+			t.Errorf("the pod did not leave %s on the host: %v", f, err)
+		}
+	}
+	if st, err := os.Stat(filepath.Join(n.host, "run/gvisor-bootstrap")); err != nil || st.Mode().Perm()&0o022 != 0 {
+		t.Errorf("lock directory: %v %v", st.Mode(), err)
+	}
+
+	// Same lock: a host run stops while it holds the run lock (as if it were slow);
+	// the config is rewritten without runsc (Azure's provisioning); the pod's
+	// watch sees it and must wait for the host's run, which then repairs; the pod's
+	// run after it finds the node healthy.
+	host := n.hostRun([]string{"GVB_FAULTPOINT=reconcile-config-done", "GVB_FAULTPOINT_ACTION=stop"}, "run")
+	var hostOut syncBuffer
+	host.Stdout, host.Stderr = &hostOut, &hostOut
+	must(t, host.Start())
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- host.Wait() }()
+	deadline := time.Now().Add(time.Minute)
+	for !stopped(host.Process.Pid) {
+		if time.Now().After(deadline) {
+			_ = host.Process.Kill()
+			t.Fatalf("host run did not reach its fault point\n%s", hostOut.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := strings.Count(p.stdout.String(), "healthy in")
+	n.write("/etc/containerd/config.toml", n.azureConfig())
+	until(t, "the pod's run waits for the host's lock", 2*time.Minute, p, func() bool {
+		return strings.Contains(p.stderr.String(), "waiting for the run lock")
+	})
+	if strings.Count(p.stdout.String(), "healthy in") != before {
+		t.Fatalf("the pod's run finished while the host's run held the lock\n%s", p)
+	}
+	// Resumed, it finds the rewrite and reconciles again, passing the point again.
+	deadline = time.Now().Add(2 * time.Minute)
+	for done := false; !done; {
+		_ = syscall.Kill(host.Process.Pid, syscall.SIGCONT)
+		select {
+		case err := <-hostDone:
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 10 {
+				t.Fatalf("host run after the rewrite: %v (want exit 10)\n%s", err, hostOut.String())
+			}
+			done = true
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = host.Process.Kill()
+			t.Fatalf("host run did not finish\n%s", hostOut.String())
+		}
+	}
+	until(t, "the pod's run after the host's finds the node healthy", 2*time.Minute, p, func() bool {
+		return strings.Count(p.stdout.String(), "healthy in") > before
+	})
+
+	// SIGTERM ends the watch cleanly.
+	must(t, syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM))
+	if code := p.wait(t, "reconcile after SIGTERM", time.Minute); code != 0 && code != 10 {
+		t.Fatalf("reconcile exited %d after SIGTERM\n%s", code, p)
+	}
+}
+
+// stopped reports whether every thread of a process is stopped (SIGSTOP).
+func stopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
