@@ -138,6 +138,13 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "gvisor-bootstrap %s: release.version: %v\n", cmd.Name, err)
 		return ExitUsage
 	}
+	// A source install would refuse (plain HTTP without pins, ftp://, s3::) is bad
+	// input for every command, render included: nothing is rendered or run that
+	// the node would refuse.
+	if err := release.CheckSource(g.Config.Release); err != nil {
+		fmt.Fprintf(stderr, "gvisor-bootstrap %s: %v\n", cmd.Name, err)
+		return ExitUsage
+	}
 	code, err := cmd.Run(ctx, g, fs.Args())
 	if err != nil {
 		var ue UsageError

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	getter "github.com/hashicorp/go-getter/v2"
+
+	redactpkg "github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // Kind classifies a fetch failure; it decides whether to retry and what to tell
@@ -54,7 +56,9 @@ func (e *FetchError) Error() string {
 	if e.Attempts > 1 {
 		tries = fmt.Sprintf(" (%d attempts)", e.Attempts)
 	}
-	return fmt.Sprintf("fetch %s%s: %s; %s", redact(e.URL), tries, what, e.fix())
+	// The wrapped Go error (a *url.Error from net/http, go-getter's text) repeats
+	// the URL with its credentials: scrub the whole message.
+	return redactpkg.String(fmt.Sprintf("fetch %s%s: %s; %s", redact(e.URL), tries, what, e.fix()))
 }
 
 func (e *FetchError) Unwrap() error { return e.Err }
@@ -76,15 +80,9 @@ func (e *FetchError) fix() string {
 	return "check the URL and the server"
 }
 
-// redact hides a URL's query (an Azure SAS token is a credential) in messages.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.RawQuery == "" {
-		return s
-	}
-	u.RawQuery = "REDACTED"
-	return u.String()
-}
+// redact hides a URL's userinfo and query values (a password, an Azure SAS
+// token) in messages.
+func redact(s string) string { return redactpkg.URL(s) }
 
 // fetcher downloads single files with go-getter, limited to the http, https and
 // file getters, with a timeout per attempt and bounded exponential backoff.
@@ -95,6 +93,9 @@ type fetcher struct {
 	backoff  time.Duration // first retry delay; doubles up to maxBackoff
 	log      *slog.Logger
 	progress func(name string) getter.ProgressTracker
+	// plainHTTP allows following a redirect from https to plain http: only when
+	// every artifact's digest is pinned (CheckSource).
+	plainHTTP bool
 }
 
 const maxBackoff = 30 * time.Second
@@ -171,6 +172,7 @@ func (f *fetcher) once(ctx context.Context, src, dst string, limit int64, h *has
 	}
 	hc := *f.client
 	hc.Transport = rec
+	hc.CheckRedirect = f.checkRedirect(f.client.CheckRedirect)
 	client := &getter.Client{
 		Getters: []getter.Getter{
 			&getter.HttpGetter{Client: &hc, DoNotCheckHeadFirst: true, ReadTimeout: f.timeout, XTerraformGetDisabled: true},
@@ -207,7 +209,7 @@ func classify(parent, attempt context.Context, src string, status int, err error
 		e.Kind = KindCanceled
 	case errors.As(err, &errno) && localErrno[errno]:
 		e.Kind = KindLocal
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, errTooLarge), errors.Is(err, errDowngrade):
 		e.Kind = KindPermanent
 	case status == http.StatusNotFound || status == http.StatusGone:
 		e.Kind, e.Status = KindNotFound, status
@@ -248,6 +250,26 @@ func isCertError(err error) bool {
 }
 
 var errTooLarge = errors.New("file larger than allowed")
+
+var errDowngrade = errors.New("redirected from https to plain http")
+
+// checkRedirect refuses a redirect from https to plain http unless every digest
+// is pinned: the .sha512 would then come over a channel anyone on the path can
+// rewrite.
+func (f *fetcher) checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if req.URL.Scheme == "http" && len(via) > 0 && via[0].URL.Scheme == "https" && !f.plainHTTP {
+			return fmt.Errorf("%w (%s to %s), which is refused unless every artifact's sha512 is pinned", errDowngrade, redact(via[0].URL.String()), redact(req.URL.String()))
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+}
 
 // recorder is the per-attempt transport: it remembers the last response status
 // and refuses bodies larger than the limit (a hostile or broken server cannot

@@ -237,7 +237,7 @@ func (i *Installer) fetcher() *fetcher {
 		backoff = time.Second
 	}
 	return &fetcher{client: hc, timeout: timeout, retries: max(i.Cfg.Retries, 0), backoff: backoff,
-		log: i.log(), progress: progressFor(i.Progress, i.log())}
+		log: i.log(), progress: progressFor(i.Progress, i.log()), plainHTTP: PinsEveryArtifact(i.Cfg.SHA512)}
 }
 
 // versionDirName names the directory of one release: the release and a short

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	redactpkg "github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // Artifact names as gVisor's release bucket publishes them (field-facts §1).
@@ -60,6 +61,9 @@ func CheckVersion(v string) error {
 // running the tool, not a node path under the root: a URL is not a node path,
 // and an image build reads the release from the builder.
 func SourceDir(cfg config.Release, arch string) (string, error) {
+	if err := CheckSource(cfg); err != nil {
+		return "", err
+	}
 	if cfg.URL != "" {
 		u, err := parseDir(cfg.URL)
 		if err != nil {
@@ -75,6 +79,37 @@ func SourceDir(cfg config.Release, arch string) (string, error) {
 		return "", fmt.Errorf("release.base_url %q: %w", cfg.BaseURL, err)
 	}
 	return u.JoinPath(cfg.Version, arch).String(), nil
+}
+
+// CheckSource refuses a release source that install would refuse: a scheme other
+// than https, http or file (go-getter forcing such as s3:: or git:: included), and
+// plain HTTP unless every artifact's sha512 is pinned. Over plain HTTP the
+// .sha512 file comes through the same channel as the binary, so anyone on the
+// path could replace both and run their binaries as root on every node. `render`
+// calls it too, so nothing is rendered that the node would refuse.
+func CheckSource(cfg config.Release) error {
+	key, raw := "release.base_url", cfg.BaseURL
+	if cfg.URL != "" {
+		key, raw = "release.url", cfg.URL
+	}
+	u, err := parseDir(raw)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", key, redact(raw), redactpkg.Error(err))
+	}
+	if u.Scheme == "http" && !PinsEveryArtifact(cfg.SHA512) {
+		return fmt.Errorf("%s %q: plain HTTP is refused unless every artifact's sha512 is pinned "+
+			"(anyone on the network path could replace both a file and its .sha512): pin release.sha512.%q, "+
+			"or both release.sha512.%q and release.sha512.%q, in the tool's config (or --sha512 NAME=HEX), or use an https:// or file:// URL",
+			key, redact(raw), BundleName, RunscName, ShimName)
+	}
+	return nil
+}
+
+// PinsEveryArtifact reports whether the pins cover every artifact the installer
+// would fetch: a pinned bundle means only the bundle is fetched; otherwise both
+// loose files must be pinned (see tryBundle).
+func PinsEveryArtifact(pins map[string]string) bool {
+	return pins[BundleName] != "" || (pins[RunscName] != "" && pins[ShimName] != "")
 }
 
 func parseDir(s string) (*url.URL, error) {

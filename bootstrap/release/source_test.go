@@ -35,7 +35,8 @@ func TestSourceDir(t *testing.T) {
 	if r := redact(fileURL(dir, "runsc")); strings.Contains(r, "SECRET") {
 		t.Errorf("redact %q", r)
 	}
-	for _, bad := range []string{"ftp://x/y", "file://host/x", "https:///nohost", "file:relative"} {
+	for _, bad := range []string{"ftp://x/y", "file://host/x", "https:///nohost", "file:relative",
+		"s3::https://bucket.s3.amazonaws.com/x", "git::https://example.com/x", "http://mirror/x", "http://user:pw@mirror/x"} {
 		cfg.URL = bad
 		if _, err := SourceDir(cfg, "x86_64"); err == nil {
 			t.Errorf("accepted %q", bad)

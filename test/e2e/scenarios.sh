@@ -185,6 +185,10 @@ render_user_data() {
 [release]
 version = "$REL"
 url = "http://$SERVER_IP/gvisor/releases/release/$reldir/x86_64"
+# plain HTTP is accepted only with every artifact pinned: the bundle's digest, as published
+# next to it (for the -badsum release that is a digest the bundle does not have)
+[release.sha512]
+"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$reldir/x86_64/gvisor.tar.bz2.sha512")"
 
 [delivery]
 binary_url = "http://$SERVER_IP/bin/gvisor-bootstrap"
@@ -271,6 +275,8 @@ build_baked() {
 [release]
 version = "$REL"
 url = "http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64"
+[release.sha512]
+"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")"
 EOF
   say "baking: c2 image + packer/scripts/* (log $LOGS/bake.log)"
   "$E2E_DIR/bake.sh" "$REL" "$cfg" >"$LOGS/bake.log" 2>&1 || {

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
 )
 
 // escapeNode is a node root at <tmp>/root with a directory beside it,
@@ -204,5 +206,49 @@ func TestHostFileSymlinksResolveInsideRoot(t *testing.T) {
 				t.Fatalf("verify --deep: %s", v)
 			}
 		})
+	}
+}
+
+// TestPlainHTTPWithoutPins: release.url over plain http with no pinned digests
+// is refused before any request, by `run` and by `render` alike; with every
+// digest pinned the same server is used.
+func TestPlainHTTPWithoutPins(t *testing.T) {
+	newConfig, _ := wantNew(t)
+	n := newNode(t)
+	plain := releasetest.NewPlainServer(t)
+	plain.AddBundle(newRel, arch, releaseFiles(newRel))
+	n.extra = ""
+	url := plain.DirURL(newRel, arch)
+	cfg := strings.Replace(string(n.read("/etc/gvisor-bootstrap/config.toml")), "[release]\n", "[release]\nurl = \""+url+"\"\n", 1)
+	n.writeFile("/etc/gvisor-bootstrap/config.toml", cfg, 0o644)
+	before := treeDigest(t, n.dir)
+
+	const says = "plain HTTP is refused unless every artifact's sha512 is pinned"
+	for _, args := range [][]string{{"run"}, {"install"}, {"render", "cloud-init", "--baked"}, {"render", "config"}} {
+		r := n.exec(nil, args...)
+		if r.code != 2 {
+			t.Fatalf("%v: want exit 2 (bad input): %s", args, r)
+		}
+		mustContain(t, r.stderr, says, `release.url "`+url+`"`, `release.sha512."gvisor.tar.bz2"`, "https://")
+		t.Logf("%v: user sees: %s", args, strings.TrimSpace(r.stderr))
+	}
+	if n := len(plain.Requests()); n != 0 {
+		t.Fatalf("%d requests to the plain-HTTP server", n)
+	}
+	if after := treeDigest(t, n.dir); after != before {
+		t.Fatalf("the node changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// Every artifact pinned: installs from the same plain server.
+	pin := plain.Pins(newRel, arch)["gvisor.tar.bz2"]
+	n.writeFile("/etc/gvisor-bootstrap/config.toml", cfg+"\n[release.sha512]\n\"gvisor.tar.bz2\" = \""+pin+"\"\n", 0o644)
+	if r := n.run(); r.code != 10 {
+		t.Fatalf("pinned plain HTTP: %s", r)
+	}
+	if got := n.read("/etc/containerd/config.toml"); string(got) != string(newConfig) {
+		t.Fatalf("config after the pinned run:\n%s", got)
+	}
+	if rel := n.binState(); rel != newRel {
+		t.Fatalf("release %q", rel)
 	}
 }

@@ -2,9 +2,7 @@ package faults
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -92,7 +90,7 @@ func resetMidBody(t *testing.T, n *node) {
 	dir := releasetest.BasePath + "/" + newRel + "/" + arch
 	files[dir+"/gvisor.tar.bz2"] = bundle
 	files[dir+"/gvisor.tar.bz2.sha512"] = releasetest.SHA512Line(bundle, "gvisor.tar.bz2")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := releasetest.StartTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		data, ok := files[r.URL.Path]
 		if !ok {
 			http.NotFound(w, r)
@@ -108,8 +106,7 @@ func resetMidBody(t *testing.T, n *node) {
 		w.(http.Flusher).Flush()
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
-			_ = conn.(*net.TCPConn).SetLinger(0)
-			conn.Close()
+			releasetest.ResetConn(conn)
 		}
 	}))
 	t.Cleanup(srv.Close)

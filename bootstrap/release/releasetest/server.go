@@ -7,6 +7,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha512"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,12 +52,39 @@ type Server struct {
 // BasePath is where releases live on the server, like ".../releases/release".
 const BasePath = "/releases/release"
 
-// NewServer starts a server, closed when the test ends.
+// NewServer starts an HTTPS server, closed when the test ends. Its certificate
+// is the process's test CA (TrustTestCA): the test process and every process it
+// starts trust it through SSL_CERT_FILE, as a node trusts a mirror's
+// certificate. The tool refuses plain HTTP unless every digest is pinned.
 func NewServer(t testing.TB) *Server {
+	s := &Server{t: t, files: map[string][]byte{}, faults: map[string]*Fault{}}
+	s.Server = StartTLS(t, http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewPlainServer starts a plain-HTTP server (a mirror without TLS: usable only
+// with every digest pinned, see Pins).
+func NewPlainServer(t testing.TB) *Server {
 	s := &Server{t: t, files: map[string][]byte{}, faults: map[string]*Fault{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Pins are the sha512 digests of every artifact published for one release
+// and arch (the values for release.sha512).
+func (s *Server) Pins(release, arch string) map[string]string {
+	prefix := BasePath + "/" + release + "/" + arch + "/"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for p, data := range s.files {
+		if name, ok := strings.CutPrefix(p, prefix); ok && !strings.HasSuffix(name, ".sha512") {
+			out[name] = Digest(data)
+		}
+	}
+	return out
 }
 
 // BaseURL is the value for release.base_url.
@@ -133,10 +161,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case fault.Reset:
 		conn, _, err := w.(http.Hijacker).Hijack()
 		if err == nil {
-			if tcp, ok := conn.(*net.TCPConn); ok {
-				_ = tcp.SetLinger(0)
-			}
-			conn.Close()
+			ResetConn(conn)
 		}
 		return
 	}
@@ -167,6 +192,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 		_, _ = w.Write(data)
 	}
+}
+
+// ResetConn closes a hijacked connection with a TCP RST (SO_LINGER 0), under
+// TLS too.
+func ResetConn(conn net.Conn) {
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+	}
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetLinger(0)
+	}
+	conn.Close()
 }
 
 // SHA512Line is sha512sum's output for data named name.
