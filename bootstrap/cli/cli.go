@@ -19,6 +19,7 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release"
 )
 
@@ -42,6 +43,9 @@ type Globals struct {
 	// Unattended is set by runs nobody watches (the kubelet gate): downloads log
 	// plain lines instead of drawing a progress bar even when stderr is a terminal.
 	Unattended bool
+	// artefact is stdout unscrubbed, for `render`: customData and manifests are
+	// deliverables that must carry the configured URL as it is.
+	artefact io.Writer
 }
 
 // Command is one subcommand.
@@ -95,7 +99,11 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		printTopUsage(stderr)
 		return ExitUsage
 	}
-	g := &Globals{Stdout: stdout, Stderr: stderr}
+	// Whatever any part of the tool prints, no credential reaches the terminal,
+	// the journal (through stderr) or a JSON consumer.
+	raw := stdout
+	stdout, stderr = redact.NewWriter(stdout), redact.NewWriter(stderr)
+	g := &Globals{Stdout: stdout, Stderr: stderr, artefact: raw}
 	fs := pflag.NewFlagSet("gvisor-bootstrap "+cmd.Name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var rootDir string
@@ -154,9 +162,9 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			code = ExitFailed
 		}
 		if g.JSON {
-			_ = json.NewEncoder(stdout).Encode(map[string]any{"command": cmd.Name, "ok": false, "error": err.Error()})
+			_ = json.NewEncoder(stdout).Encode(map[string]any{"command": cmd.Name, "ok": false, "error": redact.String(err.Error())})
 		}
-		fmt.Fprintf(stderr, "gvisor-bootstrap %s: %v\n", cmd.Name, err)
+		fmt.Fprintf(stderr, "gvisor-bootstrap %s: %v\n", cmd.Name, redact.String(err.Error()))
 	}
 	return code
 }

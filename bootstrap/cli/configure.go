@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // configureResult is configure's --json summary.
@@ -98,7 +99,7 @@ func runConfigure(ctx context.Context, g *Globals, args []string) (int, error) {
 	if len(args) > 0 {
 		return ExitUsage, usageErrorf("configure takes no arguments, got %q", strings.Join(args, " "))
 	}
-	log := slog.New(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(redact.Handler(slog.NewTextHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	v, err := containerdVersion(ctx, g)
 	if err != nil {
 		return ExitUsage, UsageError{err}

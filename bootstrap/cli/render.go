@@ -101,7 +101,11 @@ func runRender(ctx context.Context, g *Globals, args []string) (int, error) {
 		return ExitUsage, UsageError{err}
 	}
 	if renderOpts.output == "" || renderOpts.output == "-" {
-		_, err := g.Stdout.Write(out)
+		w := g.artefact
+		if w == nil {
+			w = g.Stdout
+		}
+		_, err := w.Write(out)
 		return ExitOK, err
 	}
 	return writeRendered(g, renderOpts.output, out)

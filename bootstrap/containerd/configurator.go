@@ -13,6 +13,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 )
@@ -411,7 +412,8 @@ func (p Plan) Diff() string {
 		}
 		b.WriteString(s)
 	}
-	return b.String()
+	// The diff is shown and recorded; registry auth in the context lines is not.
+	return redact.ConfigSecrets(b.String())
 }
 
 // splitLines splits for difflib; an empty file has no lines at all.

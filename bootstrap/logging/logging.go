@@ -11,15 +11,17 @@ import (
 	"strings"
 
 	"github.com/coreos/go-systemd/v22/journal"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // New returns a logger writing to the journal when stderr is connected to it, and
 // to w as text otherwise.
 func New(w io.Writer, level slog.Level) *slog.Logger {
 	if ok, _ := journal.StderrIsJournalStream(); ok && journal.Enabled() {
-		return slog.New(&journalHandler{level: level})
+		return slog.New(redact.Handler(&journalHandler{level: level}))
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(redact.Handler(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 // journalHandler sends each record as one journal entry; attributes become

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // LastRunPath is on /run (tmpfs): recording a run must not make a healthy boot
@@ -52,7 +53,10 @@ func SaveRecord(root fsroot.Root, rep Report, release, textfileDir string) (Reco
 	if err != nil {
 		return rec, err
 	}
-	if err := root.WriteFile(LastRunPath, append(b, '\n'), fsroot.WriteOptions{Mode: 0o644}); err != nil {
+	// The record holds the config diff and error texts: readable by root only,
+	// and scrubbed of credentials (URL userinfo and query values, registry auth).
+	b = []byte(redact.ConfigSecrets(string(b)))
+	if err := root.WriteFile(LastRunPath, append(b, '\n'), fsroot.WriteOptions{Mode: 0o600, ForceMode: true}); err != nil {
 		return rec, err
 	}
 	if textfileDir != "" {

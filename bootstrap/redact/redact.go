@@ -7,6 +7,10 @@
 package redact
 
 import (
+	"bytes"
+	"io"
+	"context"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
@@ -112,3 +116,92 @@ type scrubbed struct {
 
 func (s *scrubbed) Error() string { return s.msg }
 func (s *scrubbed) Unwrap() error { return s.err }
+
+// secretKey matches a TOML (or diff) line that sets a credential in
+// containerd's config: the registry auth table's password, auth and
+// identitytoken, and any token, secret or Authorization header.
+var secretKey = regexp.MustCompile(`(?im)^([-+ ]?[ \t]*["']?(?:password|auth|identitytoken|identity_token|token|secret|client_secret|authorization)["']?[ \t]*=[ \t]*).*$`)
+
+// ConfigSecrets hides credentials in config text (a containerd config, or a
+// diff of one) and every URL's userinfo and query values in it.
+func ConfigSecrets(text string) string {
+	return String(secretKey.ReplaceAllString(text, `${1}"`+Mark+`"`))
+}
+
+// Handler wraps a log handler so that the message and every attribute of every
+// record are scrubbed (String) before they are written.
+func Handler(h slog.Handler) slog.Handler { return &handler{h} }
+
+type handler struct{ next slog.Handler }
+
+func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, String(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(attr(a))
+		return true
+	})
+	return h.next.Handle(ctx, out)
+}
+
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
+	scrubbed := make([]slog.Attr, len(as))
+	for i, a := range as {
+		scrubbed[i] = attr(a)
+	}
+	return &handler{h.next.WithAttrs(scrubbed)}
+}
+
+func (h *handler) WithGroup(name string) slog.Handler { return &handler{h.next.WithGroup(name)} }
+
+func attr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindGroup:
+		g := v.Group()
+		out := make([]any, len(g))
+		for i, x := range g {
+			out[i] = attr(x)
+		}
+		return slog.Group(a.Key, out...)
+	case slog.KindString:
+		return slog.String(a.Key, String(v.String()))
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			return slog.String(a.Key, String(err.Error()))
+		}
+		if s := v.String(); strings.Contains(s, "://") {
+			return slog.String(a.Key, String(s))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
+}
+
+// Writer scrubs every write (String) before passing it on: the edge of the
+// command line wraps stdout and stderr with it, so that no line the tool prints
+// can carry a credential, whatever produced it. Each write is scrubbed on its
+// own; every printer of the tool writes whole lines or documents.
+type Writer struct{ W io.Writer }
+
+// NewWriter wraps w.
+func NewWriter(w io.Writer) *Writer { return &Writer{W: w} }
+
+func (w *Writer) Write(p []byte) (int, error) {
+	if !bytes.Contains(p, []byte("://")) {
+		return w.W.Write(p)
+	}
+	if _, err := io.WriteString(w.W, String(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Fd is the underlying file's descriptor (0 when it is not a file), so that a
+// terminal is still recognised through the wrapper.
+func (w *Writer) Fd() uintptr {
+	if f, ok := w.W.(interface{ Fd() uintptr }); ok {
+		return f.Fd()
+	}
+	return ^uintptr(0)
+}

@@ -3,6 +3,7 @@ package release
 import (
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path"
 	"time"
@@ -28,7 +29,7 @@ func progressFor(w io.Writer, log *slog.Logger) func(src string) getter.Progress
 // a systemd unit's (systemd sets INVOCATION_ID for every unit it runs and
 // JOURNAL_STREAM when output goes to the journal; a unit's TTYPath is a console).
 func watched(w io.Writer, getenv func(string) string) bool {
-	f, ok := w.(*os.File)
+	f, ok := w.(interface{ Fd() uintptr }) // an *os.File, or the CLI's scrubbing wrapper of one
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return false
 	}
@@ -46,7 +47,7 @@ func (b barTracker) TrackProgress(src string, current, total int64, stream io.Re
 	}
 	bar := progressbar.NewOptions64(total,
 		progressbar.OptionSetWriter(b.w),
-		progressbar.OptionSetDescription(path.Base(src)),
+		progressbar.OptionSetDescription(baseName(src)),
 		progressbar.OptionShowBytes(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
@@ -105,3 +106,11 @@ func (r *loggingReader) Read(p []byte) (int, error) {
 }
 
 func (r *loggingReader) Close() error { return r.rc.Close() }
+
+// baseName is the file name of a URL, without its query (an Azure SAS token).
+func baseName(src string) string {
+	if u, err := url.Parse(src); err == nil {
+		return path.Base(u.Path)
+	}
+	return path.Base(redact(src))
+}

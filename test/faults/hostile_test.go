@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -251,4 +252,130 @@ func TestPlainHTTPWithoutPins(t *testing.T) {
 	if rel := n.binState(); rel != newRel {
 		t.Fatalf("release %q", rel)
 	}
+}
+
+const (
+	secretPassword = "hunter2password"
+	secretSig      = "SECRETSIGd3adb33f"
+	secretRegistry = "REGISTRYPASSc0ffee"
+)
+
+// A containerd config whose registry auth sits right where runsc's table goes,
+// so the config diff's context lines hold the password.
+const configWithRegistryAuth = `version = 2
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "mcr.microsoft.com/oss/kubernetes/pause:3.6"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".registry.configs."myreg.azurecr.io".auth]
+    username = "ops"
+    password = "` + secretRegistry + `"
+    auth = "` + secretRegistry + `"
+`
+
+// secretURL is u with a password and an Azure SAS query.
+func secretURL(u string) string {
+	return strings.Replace(u, "https://", "https://gvbuser:"+secretPassword+"@", 1) + "?sv=2024-01-01&se=2027-01-01&sig=" + secretSig + "%3D"
+}
+
+// noSecrets fails if any credential appears in what the user sees or in a file.
+func noSecrets(t *testing.T, where, s string) {
+	t.Helper()
+	for _, secret := range []string{secretPassword, secretSig, secretRegistry} {
+		if strings.Contains(s, secret) {
+			t.Errorf("%s shows a credential (%s):\n%s", where, secret, s)
+		}
+	}
+}
+
+// TestCredentialsNeverShown: a release URL with userinfo and a SAS token, and
+// registry auth in containerd's config. Nothing the tool prints (text or JSON,
+// success or failure, including the wrapped Go errors of net/http) and no file
+// it writes (release.json, the last-run record with its config diff, metrics)
+// holds a credential; the files that can hold config text are 0600.
+func TestCredentialsNeverShown(t *testing.T) {
+	n := newNode(t)
+	n.extra = "\n[metrics]\ntextfile_dir = \"/var/lib/node_exporter\"\n"
+	n.writeToolConfig()
+	cfg := strings.Replace(string(n.read("/etc/gvisor-bootstrap/config.toml")), "[release]\n",
+		"[release]\nurl = \""+secretURL(n.srv.DirURL(newRel, arch))+"\"\n", 1)
+	n.writeFile("/etc/gvisor-bootstrap/config.toml", cfg, 0o644)
+	n.writeFile("/etc/containerd/config.toml", configWithRegistryAuth, 0o644)
+
+	dry := n.exec(nil, "configure", "--dry-run")
+	noSecrets(t, "configure --dry-run", dry.stdout+dry.stderr)
+	mustContain(t, dry.stdout, `password = "REDACTED"`) // the context line was there, scrubbed
+
+	r := n.exec(nil, "run", "--json")
+	if r.code != 10 {
+		t.Fatalf("run: %s", r)
+	}
+	noSecrets(t, "run --json", r.stdout+r.stderr)
+	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"install", "--dry-run", "--json"}, {"verify"}} {
+		o := n.exec(nil, args...)
+		noSecrets(t, strings.Join(args, " "), o.stdout+o.stderr)
+	}
+	mustContain(t, string(n.read("/var/lib/gvisor-bootstrap/release.json")), "sig=REDACTED", "REDACTED@")
+	// render's output is the deliverable (customData, the node's config): it
+	// carries the URL as configured, or the node could not download.
+	if o := n.exec(nil, "render", "config"); !strings.Contains(o.stdout, secretSig) || o.code != 0 {
+		t.Errorf("render config lost the configured URL: %s", o)
+	}
+	for p, mode := range map[string]fs.FileMode{
+		"/var/lib/gvisor-bootstrap/release.json":       0,
+		"/run/gvisor-bootstrap/last-run.json":          0o600,
+		"/var/lib/node_exporter/gvisor_bootstrap.prom": 0,
+		"/var/lib/gvisor-bootstrap/config.toml.orig":   0o600,
+	} {
+		b := n.read(p)
+		if b == nil {
+			t.Errorf("%s was not written", p)
+		}
+		if !strings.HasSuffix(p, ".orig") { // the backup is the user's file, restored by uninstall: 0600
+			noSecrets(t, p, string(b))
+		}
+		if fi, err := os.Stat(n.path(p)); err == nil && mode != 0 && fi.Mode().Perm() != mode {
+			t.Errorf("%s has mode %04o, want %04o", p, fi.Mode().Perm(), mode)
+		}
+	}
+	if !strings.Contains(string(n.read("/run/gvisor-bootstrap/last-run.json")), `password = \"REDACTED\"`) {
+		t.Errorf("the last-run record's diff lost the scrubbed context line:\n%s", n.read("/run/gvisor-bootstrap/last-run.json"))
+	}
+
+	// Failures: a server that is gone (net/http's *url.Error repeats the URL),
+	// then a 404 and a 403.
+	closed := releasetest.StartTLS(t, http.NotFoundHandler())
+	gone := closed.URL
+	closed.Close()
+	for name, url := range map[string]string{
+		"connection refused": secretURL(gone + releasetest.BasePath + "/" + oldRel + "/" + arch),
+		"404":                secretURL(n.srv.DirURL("19990101.0", arch)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			bad := strings.Replace(cfg, secretURL(n.srv.DirURL(newRel, arch)), url, 1)
+			bad = strings.Replace(bad, "version = \""+newRel+"\"", "version = \""+oldRel+"\"", 1)
+			n.writeFile("/etc/gvisor-bootstrap/config.toml", bad, 0o644)
+			for _, args := range [][]string{{"run"}, {"run", "--json"}, {"install", "--json"}} {
+				o := n.exec(nil, args...)
+				if o.code != 1 {
+					t.Fatalf("%v: want exit 1: %s", args, o)
+				}
+				noSecrets(t, strings.Join(args, " "), o.stdout+o.stderr)
+				mustContain(t, o.stderr, "REDACTED")
+			}
+			noSecrets(t, "last-run record", string(n.read("/run/gvisor-bootstrap/last-run.json")))
+		})
+	}
+	n.srv.SetFault(releasetest.BasePath+"/"+newRel+"/"+arch+"/gvisor.tar.bz2.sha512", releasetest.Fault{Code: 403})
+	_ = n.exec(nil, "uninstall")
+	n.writeFile("/etc/gvisor-bootstrap/config.toml", cfg, 0o644)
+	o := n.exec(nil, "install")
+	if o.code != 1 {
+		t.Fatalf("403: want exit 1: %s", o)
+	}
+	noSecrets(t, "install (403)", o.stdout+o.stderr)
+	mustContain(t, o.stderr, "HTTP 403", "sig=REDACTED")
 }
