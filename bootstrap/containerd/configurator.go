@@ -13,9 +13,9 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
-	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/redact"
 )
 
 // Configurator registers the runsc handler(s) in the node's containerd config.

@@ -8,8 +8,8 @@ package redact
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"log/slog"
 	"net/url"
 	"regexp"

@@ -12,13 +12,13 @@ import (
 
 func TestURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://mirror/x":                          "https://mirror/x",
-		"https://user:pw@mirror/x":                  "https://REDACTED@mirror/x",
-		"https://user@mirror/x":                     "https://REDACTED@mirror/x",
+		"https://mirror/x":                           "https://mirror/x",
+		"https://user:pw@mirror/x":                   "https://REDACTED@mirror/x",
+		"https://user@mirror/x":                      "https://REDACTED@mirror/x",
 		"https://a.blob/x/?sv=2024&se=2027&sig=S%3D": "https://a.blob/x/?sv=REDACTED&se=REDACTED&sig=REDACTED",
-		"https://mirror/x?TOKEN":                    "https://mirror/x?REDACTED",
-		"https://u:p%zz@mirror/x?sig=S":             "https://REDACTED@mirror/x?sig=REDACTED",
-		"file:///opt/gvisor":                        "file:///opt/gvisor",
+		"https://mirror/x?TOKEN":                     "https://mirror/x?REDACTED",
+		"https://u:p%zz@mirror/x?sig=S":              "https://REDACTED@mirror/x?sig=REDACTED",
+		"file:///opt/gvisor":                         "file:///opt/gvisor",
 	} {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)

@@ -19,9 +19,9 @@ func TestPlainHTTPRefusedUnlessEveryDigestPinned(t *testing.T) {
 	bundlePins, loosePins := plain.Pins(rel1, arch), plain.Pins(rel2, arch)
 
 	for name, pins := range map[string]map[string]string{
-		"no pins":             {},
-		"runsc only":          {RunscName: loosePins[RunscName]},
-		"shim only":           {ShimName: loosePins[ShimName]},
+		"no pins":    {},
+		"runsc only": {RunscName: loosePins[RunscName]},
+		"shim only":  {ShimName: loosePins[ShimName]},
 	} {
 		t.Run("refused/"+name, func(t *testing.T) {
 			e := newEnv(t)
