@@ -291,7 +291,8 @@ scenario_k8s-scale-out() {
 build_baked_k8s() {
   local cfg="$E2E_CACHE/baked-k8s-config.toml"
   printf '%s\n' "# e2e baked k8s node: the release is baked in; its URL is reachable only at image build time." \
-    '[release]' "version = \"$REL\"" "url = \"http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64\"" > "$cfg"
+    '[release]' "version = \"$REL\"" "url = \"http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64\"" \
+    '[release.sha512]' "\"gvisor.tar.bz2\" = \"$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")\"" > "$cfg"
   say "baking the k8s image: packer/scripts/* (log $LOGS/bake-k8s.log)"
   BAKE_VARIANT=k8s "$E2E_DIR/bake.sh" "$REL" "$cfg" >"$LOGS/bake-k8s.log" 2>&1 || {
     say "baking failed: $(tail -5 "$LOGS/bake-k8s.log")"; return 1; }

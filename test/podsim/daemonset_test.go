@@ -76,7 +76,7 @@ func newNode(t *testing.T) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(host) })
-	n := &node{t: t, host: host, srv: releasetest.NewServer(t)}
+	n := &node{t: t, host: host, srv: releasetest.NewPlainServer(t)}
 	n.srv.AddBundle(rel, arch, map[string][]byte{
 		"runsc":                      releasetest.Script("runsc", rel),
 		"containerd-shim-runsc-v1":   releasetest.Script("containerd-shim-runsc-v1", rel),
@@ -267,6 +267,9 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 	cfg := config.Default()
 	cfg.Release.Version, cfg.Release.BaseURL, cfg.Release.Arch = rel, n.srv.BaseURL(), arch
 	cfg.Release.Retries, cfg.Release.Timeout = 1, config.Duration(20*time.Second)
+	// A plain-HTTP mirror with the bundle pinned: the pod's container sees only its
+	// own mounts, not the test CA of an HTTPS mirror (a real image ships CA certs).
+	cfg.Release.SHA512 = n.srv.Pins(rel, arch)
 	cfg.Boot.VerifyTimeout = config.Duration(60 * time.Second)
 	cfg.Delivery.Image = "podsim.invalid/gvisor-bootstrap:test"
 	cm, ds := manifests(t, cfg)
