@@ -2,7 +2,6 @@ package release
 
 import (
 	"archive/tar"
-	"compress/bzip2"
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/bz2"
 )
 
 // Bounds on what a bundle may unpack to. Today's runsc is ~100 MB and the whole
@@ -44,7 +45,24 @@ func extractBundleHashed(archive, dir string) (written []string, digests map[str
 		return nil, nil, err
 	}
 	defer f.Close()
-	tr := tar.NewReader(bzip2.NewReader(f))
+	return extractBundleFrom(f, dir)
+}
+
+// extractBundleFrom is extractBundleHashed reading the compressed archive from
+// r as it arrives (the download, as it downloads). bzip2 blocks are decoded on
+// all cores; each file is fsynced in the background while the next one is
+// unpacked, and all are durable before it returns. It reads r to its end, so a
+// writer feeding r through a pipe is never left blocked.
+func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[string]string, err error) {
+	z := bz2.NewReader(r, 0)
+	defer z.Close()
+	syncs := &syncer{}
+	defer func() {
+		if serr := syncs.wait(); err == nil && serr != nil {
+			written, digests, err = nil, nil, serr
+		}
+	}()
+	tr := tar.NewReader(z)
 	digests = map[string]string{}
 	seen := map[string]bool{}
 	var total int64
@@ -88,16 +106,22 @@ func extractBundleHashed(archive, dir string) (written []string, digests map[str
 		}
 		total += hdr.Size
 		h := sha512.New()
-		if err := writeExecutable(filepath.Join(dir, name), io.TeeReader(io.LimitReader(tr, hdr.Size), h), hdr.Size); err != nil {
+		if err := syncs.write(filepath.Join(dir, name), io.TeeReader(io.LimitReader(tr, hdr.Size), h), hdr.Size); err != nil {
 			return nil, nil, err
 		}
 		written = append(written, name)
 		digests[name] = hex.EncodeToString(h.Sum(nil))
 	}
+	if err := drainTar(z); err != nil {
+		return nil, nil, err
+	}
 	for _, want := range []string{RunscName, ShimName} {
 		if !seen[want] {
 			return nil, nil, fmt.Errorf("%s has no %s; it is not a gVisor release bundle", BundleName, want)
 		}
+	}
+	if err := syncs.wait(); err != nil {
+		return nil, nil, err
 	}
 	if err := syncTree(dir); err != nil {
 		return nil, nil, err
@@ -147,12 +171,22 @@ func typeName(t byte) string {
 
 // writeExecutable writes a new file with mode 0755 and fsyncs it.
 func writeExecutable(p string, r io.Reader, size int64) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	f, err := writeUnsynced(p, r, size)
+	if err != nil {
 		return err
+	}
+	return syncClose(p, f)
+}
+
+// writeUnsynced writes a new file with mode 0755 and returns it open, not yet
+// fsynced; on error nothing is left open.
+func writeUnsynced(p string, r io.Reader, size int64) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, err
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	n, err := io.Copy(f, r)
 	if err == nil && size >= 0 && n != size {
@@ -161,12 +195,23 @@ func writeExecutable(p string, r io.Reader, size int64) error {
 	if err == nil {
 		err = f.Chmod(0o755) // the umask does not apply to what is installed
 	}
-	if err == nil {
-		err = f.Sync()
+	if err != nil {
+		f.Close()
+		return nil, writeErr(p, err)
 	}
+	return f, nil
+}
+
+// syncClose fsyncs and closes a written file.
+func syncClose(p string, f *os.File) error {
+	err := f.Sync()
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	return writeErr(p, err)
+}
+
+func writeErr(p string, err error) error {
 	var pe *fs.PathError
 	if err != nil && !errors.As(err, &pe) {
 		return fmt.Errorf("write %s: %w", p, err)

@@ -47,12 +47,8 @@ func (i *Installer) tryLoose() bool { return i.Cfg.SHA512[BundleName] == "" }
 func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tree string) (layout string, artifacts, staged map[string]string, err error) {
 	var bundleErr error
 	if i.tryBundle() {
-		d, ferr := i.fetchArtifact(ctx, f, w.source, BundleName, dl)
+		d, entries, ferr := i.fetchArtifact(ctx, f, w.source, BundleName, dl, tree)
 		if ferr == nil {
-			_, entries, err := extractBundleHashed(filepath.Join(dl, BundleName), tree)
-			if err != nil {
-				return "", nil, nil, fmt.Errorf("unpack %s from %s: %w (if the disk is full: %s)", BundleName, redact(w.source), err, localFix)
-			}
 			return LayoutBundle, map[string]string{BundleName: d}, entries, nil
 		}
 		if !isNotFound(ferr) || !i.tryLoose() {
@@ -63,7 +59,7 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 	}
 	artifacts = map[string]string{}
 	for _, name := range []string{RunscName, ShimName} {
-		d, err := i.fetchArtifact(ctx, f, w.source, name, dl)
+		d, _, err := i.fetchArtifact(ctx, f, w.source, name, dl, "")
 		if err != nil {
 			if isNotFound(err) && name == RunscName {
 				return "", nil, nil, i.missingRelease(ctx, f, w, bundleErr, err)
@@ -80,8 +76,9 @@ func (i *Installer) fetchRelease(ctx context.Context, f *fetcher, w want, dl, tr
 
 // fetchArtifact downloads name and its published .sha512 into dl and checks the
 // digest. The small checksum file comes first, so a pin conflict or a missing
-// release costs no large download.
-func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl string) (string, error) {
+// release costs no large download. With a tree, the artifact is the bundle and
+// is unpacked into tree as it downloads; the staged files' digests are returned.
+func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl, tree string) (string, map[string]string, error) {
 	sumURL := fileURL(src, name+checksumSuffix)
 	sumPath := filepath.Join(dl, name+checksumSuffix)
 	published := ""
@@ -89,38 +86,49 @@ func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl
 	case err == nil:
 		data, rerr := os.ReadFile(sumPath)
 		if rerr != nil {
-			return "", rerr
+			return "", nil, rerr
 		}
 		d, perr := parseSHA512File(data, name)
 		if perr != nil {
-			return "", fmt.Errorf("%s: %w; check the mirror or pin the digest with --sha512 %s=HEX", redact(sumURL), perr, name)
+			return "", nil, fmt.Errorf("%s: %w; check the mirror or pin the digest with --sha512 %s=HEX", redact(sumURL), perr, name)
 		}
 		published = d
 	case isNotFound(err):
 		// Decided below: fine when pinned, otherwise an error once the artifact
 		// itself is known to exist.
 	default:
-		return "", err
+		return "", nil, err
 	}
 	pinned := i.Cfg.SHA512[name]
 	wantDigest, from, err := expectedDigest(name, pinned, published, sumURL)
 	if err != nil && published != "" {
-		return "", err // the published digest contradicts the pin
+		return "", nil, err // the published digest contradicts the pin
 	}
 	artURL := fileURL(src, name)
 	artPath := filepath.Join(dl, name)
-	got, ferr := f.fetchHashed(ctx, artURL, artPath, maxDownload)
+	var got string
+	var staged map[string]string
+	var ferr error
+	if tree != "" && err == nil {
+		got, staged, ferr = f.fetchUnpacked(ctx, artURL, artPath, maxDownload, tree)
+		var ue *unpackError
+		if errors.As(ferr, &ue) && got != wantDigest {
+			ferr = nil // not the published bundle: say that, not how it failed to unpack
+		}
+	} else {
+		got, ferr = f.fetchHashed(ctx, artURL, artPath, maxDownload)
+	}
 	if ferr != nil {
-		return "", ferr
+		return "", nil, ferr
 	}
 	if err != nil {
-		return "", err // the artifact exists but has no checksum
+		return "", nil, err // the artifact exists but has no checksum
 	}
 	if got != wantDigest {
-		return "", &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
+		return "", nil, &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
 	}
 	i.log().Info("verified", "file", name, "sha512", got, "against", redactFrom(from))
-	return got, nil
+	return got, staged, nil
 }
 
 func isNotFound(err error) bool {

@@ -14,6 +14,7 @@ import (
 // tracker (bar or log lines), if any. One tracker serves one attempt at a time.
 type hashingTracker struct {
 	inner  getter.ProgressTracker
+	notify func() // called after each read of the stream (the bundle's follower), if set
 	h      hash.Hash
 	whole  bool // the stream started at byte 0 (not a resumed download)
 	eof    bool
@@ -21,7 +22,7 @@ type hashingTracker struct {
 }
 
 func (t *hashingTracker) reset(inner getter.ProgressTracker) {
-	*t = hashingTracker{inner: inner}
+	*t = hashingTracker{inner: inner, notify: t.notify}
 }
 
 func (t *hashingTracker) TrackProgress(src string, current, total int64, stream io.ReadCloser) io.ReadCloser {
@@ -34,6 +35,9 @@ func (t *hashingTracker) TrackProgress(src string, current, total int64, stream 
 	}
 	return &hashingReader{rc: stream, t: t}
 }
+
+// streamed reports whether any stream went through the tracker.
+func (t *hashingTracker) streamed() bool { return t.h != nil }
 
 // digest is the sha512 of everything streamed, when that is the whole file.
 func (t *hashingTracker) digest() (string, bool) {
@@ -51,6 +55,11 @@ type hashingReader struct {
 func (r *hashingReader) Read(p []byte) (int, error) {
 	n, err := r.rc.Read(p)
 	r.t.h.Write(p[:n])
+	if r.t.notify != nil && n > 0 {
+		// The getter writes each chunk before reading the next: what came
+		// before this one is in the file now.
+		r.t.notify()
+	}
 	if err == io.EOF {
 		r.t.eof = true
 	}
