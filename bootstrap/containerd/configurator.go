@@ -106,6 +106,11 @@ type Plan struct {
 	// later to notice another agent's rewrite.
 	MainPath  string
 	MainAfter []byte
+
+	// mainDoc and overrides are the planned content of containerd's config
+	// files (nil: removed), for the simulation of its load.
+	mainDoc   *document
+	overrides map[string]*document
 }
 
 // Changed reports whether applying the plan writes anything.
@@ -168,32 +173,96 @@ func (c *Configurator) removeOwned(p *Plan, path, why string) error {
 
 // Plan computes every change without writing anything.
 func (c *Configurator) Plan() (Plan, error) {
-	var p Plan
 	if err := CheckSupported(c.Version); err != nil {
-		return p, err
+		return Plan{}, err
 	}
-	cfgPath := c.resolveLink(c.Containerd.ConfigPath)
+	cfgPath := c.mainPath()
 	old, existed, err := c.readNode(cfgPath)
 	if err != nil {
-		return p, err
+		return Plan{}, err
 	}
 	doc, err := parseDocument(c.Root.Path(cfgPath), old)
 	if err != nil {
-		return p, err
+		return Plan{}, err
 	}
 	d, err := detectDialect(doc, c.Version)
 	if err != nil {
-		return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
+		return Plan{}, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
-	p.Dialect = d
-	p.SystemdCgroup = runcSystemdCgroup(doc.tree, d)
-	wanted := c.wanted()
+	before, err := c.loadOrder(cfgPath, doc, nil)
+	if err != nil {
+		return Plan{}, err
+	}
+	systemd := effectiveSystemdCgroup(effectiveTree(before, c.Version), c.Version)
 	c.log().Debug("containerd config dialect", "path", cfgPath, "version", d.ConfigVersion, "tables", d.Plugin, "reason", d.Reason)
 
+	// The dialect read from the file comes first; where containerd's merge of
+	// the imported files would lose something with it (containerd 2.0 to 2.2
+	// merge before they migrate), the other naming is tried, and the first plan
+	// that the simulation of containerd's load proves is taken.
+	var firstErr error
+	for _, cand := range c.candidates(d) {
+		p, err := c.planWith(cfgPath, doc, cand, old, existed, systemd)
+		if err != nil {
+			return p, err
+		}
+		after, err := c.loadOrder(cfgPath, p.mainDoc, p.overrides)
+		if err != nil {
+			return p, err
+		}
+		if err := c.foreignOverride(after, c.handlerFile(cfgPath)); err != nil {
+			return p, err
+		}
+		if err := effectiveCheck(before, after, c.Version, c.wanted()); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			c.log().Debug("dialect refused by the simulation of containerd's load", "tables", cand.Plugin, "error", err)
+			continue
+		}
+		if err := c.planBackup(&p, old, existed); err != nil {
+			return p, err
+		}
+		p.MainPath, p.MainAfter = cfgPath, old
+		for _, ch := range p.Changes {
+			if ch.Path == cfgPath {
+				p.MainAfter = ch.New
+			}
+		}
+		return p, nil
+	}
+	return Plan{Dialect: d}, fmt.Errorf("%s: refusing to write: %v; fix the imported files so that one naming of the CRI tables holds the runtimes (please report this file)", c.Root.Path(cfgPath), firstErr)
+}
+
+// candidates are the dialects a file may be written in, the detected one first.
+func (c *Configurator) candidates(d Dialect) []Dialect {
+	out := []Dialect{d}
+	if c.Version.Major < 2 || d.ConfigVersion >= 3 {
+		return out
+	}
+	for _, f := range []family{familyV3, familyGRPC} {
+		if f.Name != d.Plugin {
+			out = append(out, d.withFamily(f, "the naming containerd's merge of the imported files keeps"))
+		}
+	}
+	return out
+}
+
+// handlerFile is the file that holds the handlers: the main config, or the drop-in.
+func (c *Configurator) handlerFile(cfgPath string) string {
+	if c.Containerd.Mode == "dropin" {
+		return c.Containerd.DropinPath
+	}
+	return cfgPath
+}
+
+// planWith plans every change for one dialect.
+func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []byte, existed, systemd bool) (Plan, error) {
+	p := Plan{Dialect: d, SystemdCgroup: systemd}
+	wanted := c.wanted()
 	if err := c.planOptions(&p, wanted); err != nil {
 		return p, err
 	}
-
 	switch c.Containerd.Mode {
 	case "", "inplace":
 		out, changed, err := editHandlers(doc, d, wanted)
@@ -219,52 +288,26 @@ func (c *Configurator) Plan() (Plan, error) {
 	default:
 		return p, fmt.Errorf("containerd mode %q: want inplace or dropin", c.Containerd.Mode)
 	}
-	if err := c.checkOverride(&p, cfgPath, doc); err != nil {
-		return p, err
-	}
-	if err := c.planBackup(&p, old, existed); err != nil {
-		return p, err
-	}
-	p.MainPath, p.MainAfter = cfgPath, old
-	for _, ch := range p.Changes {
-		if ch.Path == cfgPath {
-			p.MainAfter = ch.New
-		}
-	}
-	return p, nil
-}
-
-// checkOverride refuses a plan whose handlers another file containerd loads
-// would override: the node would serve something else as "runsc".
-func (c *Configurator) checkOverride(p *Plan, cfgPath string, main *document) error {
-	override := map[string]*document{}
+	p.mainDoc, p.overrides = doc, map[string]*document{}
 	for _, ch := range p.Changes {
 		if ch.Path != cfgPath && ch.Path != c.Containerd.DropinPath {
 			continue
 		}
 		if ch.Remove {
-			override[ch.Path] = nil
+			p.overrides[ch.Path] = nil
 			continue
 		}
-		d, err := parseDocument(c.Root.Path(ch.Path), ch.New)
+		nd, err := parseDocument(c.Root.Path(ch.Path), ch.New)
 		if err != nil {
-			return err
+			return p, err
 		}
 		if ch.Path == cfgPath {
-			main = d
+			p.mainDoc = nd
 		} else {
-			override[ch.Path] = d
+			p.overrides[ch.Path] = nd
 		}
 	}
-	files, err := c.loadOrder(cfgPath, main, override)
-	if err != nil {
-		return err
-	}
-	ours := cfgPath
-	if c.Containerd.Mode == "dropin" {
-		ours = c.Containerd.DropinPath
-	}
-	return c.foreignOverride(files, ours)
+	return p, nil
 }
 
 // planOptions writes each wanted handler's shim options file and removes the
@@ -295,7 +338,7 @@ func (c *Configurator) planOptions(p *Plan, wanted []Handler) error {
 // planDropin puts the handlers in the drop-in, makes the root import it and
 // removes handler stanzas an earlier in-place run left in the root.
 func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte, existed bool, wanted []Handler) error {
-	cfgPath, dropin := c.resolveLink(c.Containerd.ConfigPath), c.Containerd.DropinPath
+	cfgPath, dropin := c.mainPath(), c.Containerd.DropinPath
 	if dropin == "" {
 		return fmt.Errorf("--mode dropin needs containerd.dropin_path")
 	}
@@ -333,7 +376,7 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err != nil {
 		return err
 	}
-	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d.ConfigVersion, wanted), 0o644, "register the runsc runtime handler (drop-in)")
+	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d, wanted), 0o644, "register the runsc runtime handler (drop-in)")
 	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
 	p.RestartNeeded = len(p.Changes) > n
 	return nil

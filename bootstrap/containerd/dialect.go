@@ -136,6 +136,15 @@ func detectDialect(doc *document, v Version) (Dialect, error) {
 	return d, nil
 }
 
+// withFamily is d writing its handlers under family f.
+func (d Dialect) withFamily(f family, why string) Dialect {
+	d.family, d.Plugin, d.RuntimeTable = f, f.Name, dottedKey(f.Runtimes(), false)
+	if why != "" {
+		d.Reason = fmt.Sprintf("config version %d: %s", d.ConfigVersion, why)
+	}
+	return d
+}
+
 // newFileVersion is the `version` of a config this tool creates: containerd 1.x
 // reads 2; containerd 2 reads 3, and from 2.3 its own default is 4.
 func newFileVersion(v Version) int {

@@ -28,14 +28,17 @@ func checkDropinAllowed(v Version, rootVersion int) error {
 }
 
 // renderDropin is the drop-in: the root's version (containerd 2.3 refuses a
-// drop-in whose version is higher than the root's) and the handlers under
-// containerd 2's own table names. containerd migrates each imported file on its
-// own before merging it, so the names the root uses do not matter here (tried
-// with containerd 2.3: a version 2 drop-in with these names is loaded under a
-// version 2 root of either naming), and the drop-in stays the same whatever later
-// happens to the root.
-func renderDropin(rootVersion int, wanted []Handler) []byte {
-	d := Dialect{ConfigVersion: rootVersion, family: familyV3}
+// drop-in whose version is higher than the root's) and the handlers under the
+// naming the plan chose: containerd 2's own names where containerd migrates each
+// file on its own (2.3+) or the root uses them; the root's old names where
+// containerd 2.0 to 2.2 merge first and migrate once (new names in the drop-in
+// would hide the root's runtimes).
+func renderDropin(root Dialect, wanted []Handler) []byte {
+	d := root
+	d.SingleQuotes = false // the drop-in's own style, whatever the root's
+	if d.family.Name == "" || d.family.Name == familyLegacy.Name {
+		d = d.withFamily(familyV3, "")
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s gVisor runtime handlers, imported by containerd's main config.\n", markerPrefix)
 	b.WriteString("# Its version must not be higher than the main config's.\n")

@@ -109,3 +109,20 @@ func runcSystemdCgroup(tree map[string]any, d Dialect) bool {
 	b, isBool := v.(bool)
 	return ok && isBool && b
 }
+
+// effectiveSystemdCgroup reports whether runc (or, without runc, the default
+// runtime) uses the systemd cgroup driver in the config containerd loads.
+func effectiveSystemdCgroup(tree map[string]any, v Version) bool {
+	rp := effectiveRuntimesPath(tree, v)
+	name := "runc"
+	if _, ok := lookup(tree, append(append([]string{}, rp...), name)); !ok {
+		if n, ok := lookup(tree, append(append([]string{}, rp[:len(rp)-1]...), "default_runtime_name")); ok {
+			if s, ok := n.(string); ok {
+				name = s
+			}
+		}
+	}
+	b, _ := lookup(tree, append(append([]string{}, rp...), name, "options", "SystemdCgroup"))
+	on, _ := b.(bool)
+	return on
+}

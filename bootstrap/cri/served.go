@@ -3,10 +3,8 @@ package cri
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -133,69 +131,23 @@ func binaryName(root fsroot.Root, path string) (string, error) {
 }
 
 // sameFile checks that two node paths name the same file once symlinks are
-// followed under the root.
+// followed (under the root: fsroot resolves them as a chroot would).
 func sameFile(root fsroot.Root, got, want string) error {
-	g, err := resolve(root, got)
+	if !filepath.IsAbs(got) {
+		return fmt.Errorf("%s is not an absolute path", got)
+	}
+	gs, err := os.Stat(root.Path(got))
 	if err != nil {
 		return err
 	}
-	w, err := resolve(root, want)
-	if err != nil {
-		return fmt.Errorf("the installed release: %w", err)
-	}
-	gs, err := os.Stat(root.Path(g))
-	if err != nil {
-		return err
-	}
-	ws, err := os.Stat(root.Path(w))
+	ws, err := os.Stat(root.Path(want))
 	if err != nil {
 		return fmt.Errorf("the installed release: %w", err)
 	}
 	if !os.SameFile(gs, ws) {
-		return fmt.Errorf("it resolves to %s, the installed one to %s", g, w)
+		return fmt.Errorf("it is another file than %s", want)
 	}
 	return nil
-}
-
-// resolve follows symlinks of a node path, keeping absolute targets under the
-// root (a target /usr/local/bin/x is the node's, not this process's).
-func resolve(root fsroot.Root, p string) (string, error) {
-	if !filepath.IsAbs(p) {
-		return "", fmt.Errorf("%s is not an absolute path", p)
-	}
-	p = filepath.Clean(p)
-	for hops := 0; hops < 40; hops++ {
-		parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
-		cur, changed := "/", false
-		for i, part := range parts {
-			next := filepath.Join(cur, part)
-			st, err := os.Lstat(root.Path(next))
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return "", fmt.Errorf("%s does not exist", root.Path(next))
-				}
-				return "", err
-			}
-			if st.Mode()&fs.ModeSymlink == 0 {
-				cur = next
-				continue
-			}
-			target, err := os.Readlink(root.Path(next))
-			if err != nil {
-				return "", err
-			}
-			if !filepath.IsAbs(target) {
-				target = filepath.Join(cur, target)
-			}
-			p = filepath.Join(append([]string{target}, parts[i+1:]...)...)
-			changed = true
-			break
-		}
-		if !changed {
-			return cur, nil
-		}
-	}
-	return "", fmt.Errorf("%s: too many levels of symbolic links", p)
 }
 
 func orNone(s string) string {

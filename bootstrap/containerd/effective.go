@@ -1,0 +1,252 @@
+package containerd
+
+import "fmt"
+
+// The config containerd loads is the main file merged with its imports, in an
+// order and with migrations that depend on the release (read from containerd's
+// cmd/containerd/server/config and plugins/cri/runtime, and checked with `config
+// dump` of real 1.7, 2.0, 2.1, 2.2, 2.3 and 2.4 in the tests):
+//
+//   - 1.x: files are merged in load order; an imported file's plugin section
+//     replaces the earlier one whole (per plugin name). No migration.
+//   - 2.0 to 2.2: only version 1 files are migrated as they load (plugin names
+//     become URIs); files are deep-merged (tables merged key by key, every other
+//     value, arrays included, replaced); the merged config keeps the last
+//     version any file set, and only then, below version 3, the CRI plugin copies
+//     io.containerd.grpc.v1.cri's keys into io.containerd.cri.v1.runtime where
+//     that plugin lacks them — once, for all files together. A drop-in that uses
+//     the new names thus hides every runtime the main file declares under the old.
+//   - 2.3 and later: every file below version 4 is migrated on its own before it
+//     is merged (old names copied into the new where missing, per file).
+//
+// The simulation is what the plan uses to choose the dialect of the file it
+// writes, to read runc's cgroup driver, and to prove that containerd would load
+// the handlers as wanted and everything else as before.
+
+// effectiveTree is the merged, migrated config containerd v would run with.
+func effectiveTree(files []loadedFile, v Version) map[string]any {
+	out := map[string]any{}
+	switch {
+	case v.Major < 2:
+		for _, f := range files {
+			t := deepCopy(f.Doc.tree).(map[string]any)
+			for k, x := range t {
+				if k != "plugins" {
+					out[k] = x
+					continue
+				}
+				src, _ := x.(map[string]any)
+				dst, _ := out["plugins"].(map[string]any)
+				if dst == nil {
+					dst = map[string]any{}
+					out["plugins"] = dst
+				}
+				for name, section := range src {
+					dst[name] = section
+				}
+			}
+		}
+		return out
+	case v.Less(2, 3):
+		out["version"] = int64(3)
+		for _, f := range files {
+			t := deepCopy(f.Doc.tree).(map[string]any)
+			if fileVersion(t) <= 1 {
+				v1Migrate(t)
+				t["version"] = out["version"]
+			}
+			mergeTrees(out, t)
+		}
+		if fileVersion(out) < 3 {
+			criMigrate(out)
+			out["version"] = int64(3)
+		}
+		return out
+	default:
+		out["version"] = int64(4)
+		for _, f := range files {
+			t := deepCopy(f.Doc.tree).(map[string]any)
+			if ver := fileVersion(t); ver < 4 {
+				if ver <= 1 {
+					v1Migrate(t)
+				}
+				criMigrate(t)
+				t["version"] = int64(4)
+			}
+			mergeTrees(out, t)
+		}
+		return out
+	}
+}
+
+// effectiveRuntimesPath is where the effective config holds the CRI runtimes.
+func effectiveRuntimesPath(tree map[string]any, v Version) []string {
+	switch {
+	case v.Major >= 2:
+		return familyV3.Runtimes()
+	case fileVersion(tree) <= 1:
+		return familyLegacy.Runtimes()
+	default:
+		return familyGRPC.Runtimes()
+	}
+}
+
+func fileVersion(t map[string]any) int64 {
+	n, _ := t["version"].(int64)
+	return n
+}
+
+// mergeTrees deep-merges src into dst as containerd 2 merges imported files:
+// tables key by key, any other value (arrays too) replaced, empty ones included.
+func mergeTrees(dst, src map[string]any) {
+	for k, s := range src {
+		sm, sok := s.(map[string]any)
+		dm, dok := dst[k].(map[string]any)
+		if sok && dok {
+			mergeTrees(dm, sm)
+			continue
+		}
+		dst[k] = s
+	}
+}
+
+// v1Migrate renames version 1's short plugin names (containerd's v1Migrate); only
+// the CRI plugin matters here.
+func v1Migrate(t map[string]any) {
+	plugins, _ := t["plugins"].(map[string]any)
+	if cri, ok := plugins["cri"]; ok {
+		delete(plugins, "cri")
+		plugins[familyGRPC.Plugin[1]] = cri
+	}
+}
+
+// criMigrate is the CRI runtime plugin's migration below config version 3 (4
+// from 2.3): io.containerd.grpc.v1.cri's keys copied into
+// io.containerd.cri.v1.runtime where it lacks them, the `containerd` table key by
+// key (so a runtimes table already there wins whole).
+func criMigrate(t map[string]any) {
+	plugins, _ := t["plugins"].(map[string]any)
+	src, ok := plugins[familyGRPC.Plugin[1]].(map[string]any)
+	if !ok {
+		return
+	}
+	dst, ok := plugins[familyV3.Plugin[1]].(map[string]any)
+	if !ok {
+		dst = map[string]any{}
+	}
+	for k, x := range src {
+		switch k {
+		case "cni", "containerd", "sandbox_image", "registry", "image_decryption", "max_concurrent_downloads",
+			"image_pull_progress_timeout", "image_pull_with_sync_fs", "stats_collect_period", "disable_tcp_service",
+			"stream_server_address", "stream_server_port", "stream_idle_timeout", "enable_tls_streaming", "x509_key_pair_streaming":
+			continue
+		}
+		if _, ok := dst[k]; !ok {
+			dst[k] = deepCopy(x)
+		}
+	}
+	if c, ok := src["containerd"].(map[string]any); ok {
+		nc, ok := dst["containerd"].(map[string]any)
+		if !ok {
+			nc = map[string]any{}
+		}
+		for k, x := range c {
+			switch k {
+			case "snapshotter", "disable_snapshot_annotations", "discard_unpacked_layers":
+				continue
+			}
+			if _, ok := nc[k]; !ok {
+				nc[k] = deepCopy(x)
+			}
+		}
+		dst["containerd"] = nc
+	}
+	plugins[familyV3.Plugin[1]] = dst
+}
+
+// effectiveCheck proves a plan against the simulation: with the planned files
+// containerd v loads the wanted handlers with the owned keys as wanted, and
+// everything but the managed handlers exactly as it does now.
+func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) error {
+	b, a := effectiveTree(before, v), effectiveTree(after, v)
+	rp := effectiveRuntimesPath(a, v)
+	for _, h := range wanted {
+		got, ok := lookup(a, append(append([]string{}, rp...), h.Name))
+		if !ok {
+			return fmt.Errorf("containerd %s would not load the %q handler from the planned files", v, h.Name)
+		}
+		m, _ := got.(map[string]any)
+		want := h.want()
+		for _, k := range ownedKeys {
+			w, _ := lookup(want, k)
+			g, _ := lookup(m, k)
+			if g != w {
+				return fmt.Errorf("containerd %s would load the %q handler with %s = %v, not %v", v, h.Name, dottedKey(k, false), g, w)
+			}
+		}
+	}
+	b, a = withoutManagedEffective(b), withoutManagedEffective(a)
+	delete(b, "imports")
+	delete(a, "imports")
+	if len(before) > 0 && !hasStatements(before[0].Doc) {
+		// A new main file: it gets the release's own version line.
+		delete(b, "version")
+		delete(a, "version")
+	}
+	if v.Major < 2 {
+		// containerd 1.x's built-in runc, written out next to runsc in a file
+		// that listed no runtime (the list replaces the built-in one).
+		runc := append(append([]string{}, rp...), "runc")
+		if _, had := lookup(b, runc); !had {
+			if got, _ := lookup(a, runc); treesEqual(got, builtinRunc17()) {
+				deletePath(a, runc)
+			}
+		}
+	}
+	if !treesEqual(b, a) {
+		return fmt.Errorf("containerd %s would load other settings differently with the planned files (runtimes under one naming would hide those under the other)", v)
+	}
+	return nil
+}
+
+// withoutManagedEffective drops the managed handlers in every naming (and the
+// tables left empty by that).
+func withoutManagedEffective(t map[string]any) map[string]any {
+	return withoutManaged(t)
+}
+
+// treesEqual compares decoded TOML values (NaN equal to NaN), in time linear in
+// their size: go-cmp's reflection walks deep arrays far too slowly for the
+// kubelet gate's path.
+func treesEqual(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, ok := y[k]
+			if !ok || !treesEqual(xv, yv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !treesEqual(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case float64:
+		y, ok := b.(float64)
+		return ok && (x == y || x != x && y != y)
+	default:
+		return a == b
+	}
+}
