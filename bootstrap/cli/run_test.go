@@ -109,11 +109,14 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 		ok, _ := containerd.HasRunsc(b)
 		return ok
 	}, &out, &errb)
-	// Azure's provisioning deletes and rewrites the file without runsc.
-	if err := os.Remove(r.LinkPath("/etc/containerd/config.toml")); err != nil {
+	// Azure's provisioning rewrites the file without runsc (a new inode).
+	// Written whole and renamed into place: the watcher must not read a
+	// half-written file (a real agent's partial write is another test's case).
+	tmp := r.Path("/etc/containerd/.config.toml.agent")
+	if err := os.WriteFile(tmp, []byte("version = 2\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(r.Path("/etc/containerd/config.toml"), []byte("version = 2\n\n[plugins.\"io.containerd.cri.v1.runtime\".containerd]\n  default_runtime_name = \"runc\"\n"), 0o644); err != nil {
+	if err := os.Rename(tmp, r.LinkPath("/etc/containerd/config.toml")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {
