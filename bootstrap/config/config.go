@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strings"
 	"time"
 
@@ -228,6 +229,9 @@ func Decode(data []byte, cfg *Config) error {
 			}
 		}
 	}
+	if err := durationsHaveUnits(raw); err != nil {
+		return err
+	}
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(cfg)
@@ -291,11 +295,58 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Sprintf("%s %q must be an absolute path", p.k, p.v))
 		}
 	}
+	for _, d := range []struct {
+		k string
+		v Duration
+	}{
+		{"release.timeout", c.Release.Timeout},
+		{"containerd.restart_timeout", c.Containerd.RestartTimeout},
+		{"boot.verify_timeout", c.Boot.VerifyTimeout},
+	} {
+		if d.v.D() < minDuration || d.v.D() > maxDuration {
+			errs = append(errs, fmt.Sprintf("%s = %q is out of range: want %s to %s, e.g. \"90s\" or \"5m\"", d.k, d.v.D().String(), minDuration, maxDuration))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
 }
+
+// durationsHaveUnits refuses a duration written as a bare number: TOML's
+// `timeout = 30` would decode as 30 ns. Every Duration field of every section is
+// checked, by its toml key.
+func durationsHaveUnits(raw map[string]any) error {
+	durType := reflect.TypeOf(Duration(0))
+	ct := reflect.TypeOf(Config{})
+	for i := 0; i < ct.NumField(); i++ {
+		sec := ct.Field(i)
+		if sec.Type.Kind() != reflect.Struct {
+			continue
+		}
+		secName := strings.Split(sec.Tag.Get("toml"), ",")[0]
+		values, _ := raw[secName].(map[string]any)
+		for j := 0; j < sec.Type.NumField(); j++ {
+			f := sec.Type.Field(j)
+			if f.Type != durType {
+				continue
+			}
+			key := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if v, ok := values[key]; ok {
+				if _, isString := v.(string); !isString {
+					return fmt.Errorf("%s.%s = %v: a duration needs a unit and quotes, e.g. %s.%s = \"%vs\" (seconds) or \"5m\"", secName, key, v, secName, key, v)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// durationBounds is the sane range of every configured duration.
+const (
+	minDuration = time.Second
+	maxDuration = 24 * time.Hour
+)
 
 // Duration is a time.Duration written as a string ("90s", "5m") in TOML.
 type Duration time.Duration

@@ -134,3 +134,30 @@ func TestMapInFileReplacesDefaultMap(t *testing.T) {
 		t.Fatalf("default node_selector lost when the file does not set it: %v", cfg.Cluster.NodeSelector)
 	}
 }
+
+// A duration needs a unit (TOML's `timeout = 30` is an integer: 30 ns) and a
+// sane range; the error names the key and shows the fix.
+func TestDurationsNeedAUnitAndASaneRange(t *testing.T) {
+	for in, want := range map[string]string{
+		"[release]\ntimeout = 30\n":                `release.timeout = 30: a duration needs a unit and quotes, e.g. release.timeout = "30s"`,
+		"[boot]\nverify_timeout = 1.5\n":           `boot.verify_timeout = 1.5: a duration needs a unit`,
+		"[release]\ntimeout = \"-5s\"\n":           `release.timeout = "-5s" is out of range: want 1s to 24h0m0s`,
+		"[containerd]\nrestart_timeout = \"0s\"\n": `containerd.restart_timeout = "0s" is out of range`,
+		"[release]\ntimeout = \"30ns\"\n":          `release.timeout = "30ns" is out of range`,
+		"[release]\ntimeout = \"1000h\"\n":         `release.timeout = "1000h0m0s" is out of range`,
+		"[release]\ntimeout = \"30\"\n":            `duration "30": want a value such as "90s" or "5m"`,
+	} {
+		cfg := Default()
+		err := Decode([]byte(in), &cfg)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want %q", in, err, want)
+		}
+	}
+	cfg := Default()
+	if err := Decode([]byte("[release]\ntimeout = \"30s\"\n"), &cfg); err != nil || cfg.Validate() != nil || cfg.Release.Timeout.D() != 30*time.Second {
+		t.Errorf("30s: %v %v", err, cfg.Release.Timeout)
+	}
+}

@@ -2,6 +2,7 @@ package release
 
 import (
 	"archive/tar"
+	"context"
 	"crypto/sha512"
 	"encoding/hex"
 	"errors"
@@ -23,6 +24,9 @@ const (
 	maxBundleFile    = 1 << 30 // one file
 	maxBundleTotal   = 3 << 30 // all files
 	maxBundleEntries = 256
+	// maxSkippedEntry bounds an entry that is not installed (README, LICENSE):
+	// tar decompresses it to skip it, so a bomb there costs as much as anywhere.
+	maxSkippedEntry = 16 << 20
 	maxDownload      = 1 << 30 // one downloaded artifact
 	maxChecksumFile  = 4 << 10 // one .sha512 file
 )
@@ -33,19 +37,20 @@ const (
 // deeper are refused; other top-level files are skipped. Every file is written
 // with mode 0755 and fsynced. It returns the relative paths it wrote.
 func extractBundle(archive, dir string) ([]string, error) {
-	written, _, err := extractBundleHashed(archive, dir)
+	written, _, err := extractBundleHashed(context.Background(), archive, dir)
 	return written, err
 }
 
 // extractBundleHashed is extractBundle that also returns each written file's
-// sha512, computed as it was written.
-func extractBundleHashed(archive, dir string) (written []string, digests map[string]string, err error) {
+// sha512, computed as it was written. It stops when ctx ends (SIGTERM, the
+// run's deadline), also in the middle of an entry.
+func extractBundleHashed(ctx context.Context, archive, dir string) (written []string, digests map[string]string, err error) {
 	f, err := os.Open(archive)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	return extractBundleFrom(f, dir)
+	return extractBundleFrom(ctx, f, dir)
 }
 
 // extractBundleFrom is extractBundleHashed reading the compressed archive from
@@ -53,7 +58,7 @@ func extractBundleHashed(archive, dir string) (written []string, digests map[str
 // all cores; each file is fsynced in the background while the next one is
 // unpacked, and all are durable before it returns. It reads r to its end, so a
 // writer feeding r through a pipe is never left blocked.
-func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[string]string, err error) {
+func extractBundleFrom(ctx context.Context, r io.Reader, dir string) (written []string, digests map[string]string, err error) {
 	z := bz2.NewReader(r, 0)
 	defer z.Close()
 	syncs := &syncer{}
@@ -62,7 +67,9 @@ func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[s
 			written, digests, err = nil, nil, serr
 		}
 	}()
-	tr := tar.NewReader(z)
+	// The work is in decompressing (a bomb's few compressed bytes are read at
+	// once): the context is checked on the decompressed side.
+	tr := tar.NewReader(ctxReader{ctx, z})
 	digests = map[string]string{}
 	seen := map[string]bool{}
 	var total int64
@@ -81,6 +88,12 @@ func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[s
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: entry %q: %w", BundleName, hdr.Name, err)
 		}
+		// Every entry counts against the bounds, skipped ones too: the next
+		// Next() decompresses a skipped entry's whole body to get past it.
+		if hdr.Size < 0 || hdr.Size > maxBundleFile || total+hdr.Size > maxBundleTotal || (!ok && hdr.Size > maxSkippedEntry) {
+			return nil, nil, fmt.Errorf("%s: entry %q (%d bytes) exceeds the size bounds (%d bytes per file, %d in all, %d for a file that is not installed); refusing the bundle", BundleName, hdr.Name, hdr.Size, maxBundleFile, maxBundleTotal, maxSkippedEntry)
+		}
+		total += hdr.Size
 		if !ok {
 			continue
 		}
@@ -101,10 +114,6 @@ func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[s
 			return nil, nil, fmt.Errorf("%s: %q appears twice", BundleName, name)
 		}
 		seen[name] = true
-		if hdr.Size > maxBundleFile || total+hdr.Size > maxBundleTotal {
-			return nil, nil, fmt.Errorf("%s: %q (%d bytes) exceeds the size bounds", BundleName, name, hdr.Size)
-		}
-		total += hdr.Size
 		h := sha512.New()
 		if err := syncs.write(filepath.Join(dir, name), io.TeeReader(io.LimitReader(tr, hdr.Size), h), hdr.Size); err != nil {
 			return nil, nil, err
@@ -127,6 +136,19 @@ func extractBundleFrom(r io.Reader, dir string) (written []string, digests map[s
 		return nil, nil, err
 	}
 	return written, digests, nil
+}
+
+// ctxReader ends a read once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("unpacking stopped: %w", err)
+	}
+	return c.r.Read(p)
 }
 
 // bundlePath cleans an entry name; ok is false for entries that are skipped.

@@ -126,3 +126,66 @@ func TestParseSHA512File(t *testing.T) {
 		}
 	}
 }
+
+// A skipped entry is decompressed to get past it: it counts against the bounds,
+// and one larger than any README is refused from its header, before a byte of
+// it is decompressed.
+func TestExtractBundleBoundsCountSkippedEntries(t *testing.T) {
+	for name, e := range map[string]releasetest.Entry{
+		// header only: 16 GiB announced, nothing behind it (a bomb's header)
+		"16 GiB README":        {Name: "README", Type: tar.TypeReg, Size: 16 << 30},
+		"README over the skip": {Name: "README", Type: tar.TypeReg, Data: make([]byte, maxSkippedEntry+1)},
+		"file over the bound":  {Name: "gvisor-bin/big", Type: tar.TypeReg, Size: maxBundleFile + 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			archive := filepath.Join(dir, "gvisor.tar.bz2")
+			if err := os.WriteFile(archive, releasetest.TarBz2(t, append(append([]releasetest.Entry{}, okEntries...), e)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "out")
+			os.Mkdir(out, 0o755)
+			_, err := extractBundle(archive, out)
+			if err == nil || !strings.Contains(err.Error(), "exceeds the size bounds") || !strings.Contains(err.Error(), e.Name) {
+				t.Fatalf("err %v, want the bounds refusal naming %s", err, e.Name)
+			}
+			// What was unpacked before it is in the staging directory, which the
+			// installer removes (TestBundleBombOnTheNode in test/faults).
+		})
+	}
+}
+
+// Unpacking stops when the context ends, even inside one entry.
+func TestExtractBundleStopsOnCancel(t *testing.T) {
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "gvisor.tar.bz2")
+	big := releasetest.Entry{Name: "runsc", Type: tar.TypeReg, Data: make([]byte, 64<<20)}
+	if err := os.WriteFile(archive, releasetest.TarBz2(t, []releasetest.Entry{big, reg("containerd-shim-runsc-v1", "s")}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	// The context ends after 50 reads of the decompressed stream: well inside
+	// runsc (64 MiB is far more than 50 reads of tar's 32 KiB buffer... or any).
+	ctx := &endsAfter{Context: context.Background(), left: 50}
+	_, _, err := extractBundleHashed(ctx, archive, out)
+	if err == nil || !strings.Contains(err.Error(), "unpacking stopped") {
+		t.Fatalf("err %v, want the unpacking stopped by the cancel", err)
+	}
+	if st, err := os.Stat(filepath.Join(out, "runsc")); err == nil && st.Size() == 64<<20 {
+		t.Fatal("runsc was written whole after the cancel")
+	}
+}
+
+// endsAfter is a context that is canceled after its Err has been asked n times.
+type endsAfter struct {
+	context.Context
+	left int
+}
+
+func (c *endsAfter) Err() error {
+	if c.left--; c.left < 0 {
+		return context.Canceled
+	}
+	return nil
+}

@@ -160,6 +160,11 @@ func (f *fetcher) once(ctx context.Context, src, dst string, limit int64, h *has
 		if errors.Is(err, fs.ErrNotExist) {
 			return &FetchError{URL: src, Kind: KindNotFound, Err: fmt.Errorf("no such file %s", u.Path)}
 		}
+		// The same bound as over HTTP; and only a regular file, whose size is
+		// known (a device or FIFO, /dev/zero, would be copied without end).
+		if err == nil && !st.Mode().IsRegular() {
+			return &FetchError{URL: src, Kind: KindPermanent, Err: fmt.Errorf("%s is not a regular file (%s)", u.Path, st.Mode().Type())}
+		}
 		if err == nil && st.Size() > limit {
 			return &FetchError{URL: src, Kind: KindPermanent, Err: fmt.Errorf("%s is %d bytes, more than the %d allowed", u.Path, st.Size(), limit)}
 		}

@@ -87,7 +87,7 @@ func (f *fetcher) onceUnpacked(ctx context.Context, src, dst string, limit int64
 	}
 	done := make(chan result, 1)
 	unpack := func(fw *follower) {
-		_, st, err := extractBundleFrom(fw, tree)
+		_, st, err := extractBundleFrom(ctx, fw, tree)
 		fw.close()
 		done <- result{st, err}
 	}

@@ -379,3 +379,109 @@ func TestCredentialsNeverShown(t *testing.T) {
 	noSecrets(t, "install (403)", o.stdout+o.stderr)
 	mustContain(t, o.stderr, "HTTP 403", "sig=REDACTED")
 }
+
+// TestBundleBombOnTheNode: a bundle whose skipped README is more than any README
+// (17 MiB of zeros, a few hundred bytes compressed) is refused from the entry's
+// header, before it is decompressed; nothing changes on the node.
+func TestBundleBombOnTheNode(t *testing.T) {
+	newConfig, _ := wantNew(t)
+	n := newNode(t)
+	n.install(oldRel)
+	files := releaseFiles(newRel)
+	files["README"] = make([]byte, 17<<20)
+	n.srv.AddBundle(newRel, arch, files)
+	r := n.run()
+	if r.code != 1 {
+		t.Fatalf("want exit 1: %s", r)
+	}
+	mustContain(t, r.stderr, "FAILED", `entry "README" (17825792 bytes) exceeds the size bounds`, "not changed")
+	if rel := n.binState(); rel != oldRel {
+		t.Fatalf("binaries %q after the bomb, want the old release", rel)
+	}
+	if left, _ := filepath.Glob(n.path("/usr/local/bin/.gvisor-staging-*")); len(left) != 0 {
+		t.Fatalf("staging left behind: %v", left)
+	}
+	n.srv.AddBundle(newRel, arch, releaseFiles(newRel))
+	n.completes(newConfig)
+}
+
+// TestFileSourcesAreBounded: a file:// release gets HTTP's size limit, and only
+// regular files are read (a link to /dev/zero would be copied without end).
+func TestFileSourcesAreBounded(t *testing.T) {
+	for name, prepare := range map[string]func(t *testing.T, dir string){
+		"2 GiB bundle (sparse)": func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "gvisor.tar.bz2"), 2<<30); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"bundle is /dev/zero": func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "gvisor.tar.bz2"))
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, "gvisor.tar.bz2")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"checksum file is /dev/zero": func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "gvisor.tar.bz2.sha512"))
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, "gvisor.tar.bz2.sha512")); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := newNode(t)
+			n.install(oldRel)
+			dir := t.TempDir()
+			n.srv.WriteTree(newRel, arch, dir)
+			prepare(t, dir)
+			cfg := strings.Replace(string(n.read("/etc/gvisor-bootstrap/config.toml")), "[release]\n", "[release]\nurl = \"file://"+dir+"\"\n", 1)
+			n.writeFile("/etc/gvisor-bootstrap/config.toml", cfg, 0o644)
+			r := n.run()
+			if r.code != 1 {
+				t.Fatalf("want exit 1: %s", r)
+			}
+			if strings.Contains(name, "sparse") {
+				mustContain(t, r.stderr, "is 2147483648 bytes, more than the 1073741824 allowed")
+			} else {
+				mustContain(t, r.stderr, "is not a regular file")
+			}
+			if rel := n.binState(); rel != oldRel {
+				t.Fatalf("binaries %q, want the old release", rel)
+			}
+		})
+	}
+}
+
+// TestBadDurationsAndURLsAreRefused: values install would misread or refuse are
+// bad input (exit 2, nothing changed) for every command, render included.
+func TestBadDurationsAndURLsAreRefused(t *testing.T) {
+	n := newNode(t)
+	base := string(n.read("/etc/gvisor-bootstrap/config.toml"))
+	before := treeDigest(t, n.dir)
+	for _, c := range []struct {
+		name, from, to, says string
+	}{
+		{"timeout without unit", `timeout = "3s"`, `timeout = 30`, `release.timeout = 30: a duration needs a unit and quotes, e.g. release.timeout = "30s" (seconds) or "5m"`},
+		{"negative timeout", `timeout = "3s"`, `timeout = "-3s"`, `release.timeout = "-3s" is out of range: want 1s to 24h0m0s`},
+		{"ftp", "[release]\n", "[release]\nurl = \"ftp://mirror.example/gvisor\"\n", `scheme "ftp" not supported`},
+		{"go-getter forcing", "[release]\n", "[release]\nurl = \"s3::https://bucket.s3.amazonaws.com/gvisor\"\n", `scheme "s3" not supported`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n.writeFile("/etc/gvisor-bootstrap/config.toml", strings.Replace(base, c.from, c.to, 1), 0o644)
+			snap := treeDigest(t, n.dir)
+			for _, args := range [][]string{{"run"}, {"render", "cloud-init", "--baked"}, {"render", "daemonset"}} {
+				r := n.exec(nil, args...)
+				if r.code != 2 {
+					t.Fatalf("%v: want exit 2: %s", args, r)
+				}
+				mustContain(t, r.stderr, c.says)
+			}
+			if after := treeDigest(t, n.dir); after != snap {
+				t.Fatalf("the node changed:\n%s\n%s", snap, after)
+			}
+		})
+	}
+	n.writeFile("/etc/gvisor-bootstrap/config.toml", base, 0o644)
+	if after := treeDigest(t, n.dir); after != before {
+		t.Fatal("the node changed")
+	}
+}
