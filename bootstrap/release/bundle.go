@@ -27,8 +27,8 @@ const (
 	// maxSkippedEntry bounds an entry that is not installed (README, LICENSE):
 	// tar decompresses it to skip it, so a bomb there costs as much as anywhere.
 	maxSkippedEntry = 16 << 20
-	maxDownload      = 1 << 30 // one downloaded artifact
-	maxChecksumFile  = 4 << 10 // one .sha512 file
+	maxDownload     = 1 << 30 // one downloaded artifact
+	maxChecksumFile = 4 << 10 // one .sha512 file
 )
 
 // extractBundle unpacks gvisor.tar.bz2 into dir, which must be empty. Only what a
