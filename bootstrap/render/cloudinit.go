@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 
@@ -37,6 +38,27 @@ type cloudInitData struct {
 	ScriptPath   string
 	BootUnit     string
 	PathUnit     string
+	// FirstBootGate is the bootcmd that writes FirstBootDropIn as kubelet's gate
+	// while the binary is absent (see firstBootGate).
+	FirstBootGate   string
+	FirstBootDropIn string
+}
+
+// firstBootData fills the first-boot drop-in template.
+type firstBootData struct {
+	BinaryPath, BootUnit, DropIn, OnFailure string
+}
+
+// firstBootGate is a bootcmd (cloud-init's first module, before write_files and
+// long before runcmd downloads anything): while the binary is absent and no gate
+// is installed, it writes kubelet's drop-in ($0, the rendered file) and reloads
+// systemd, which has already loaded kubelet.service. So if the binary's download
+// fails, kubelet still does not start (boot.on_failure = "fail"), or starts
+// saying so loudly ("continue"). It never replaces an installed gate.
+func firstBootGate() string {
+	f := units.KubeletDropIn
+	return `if [ -x ` + units.BinaryPath + ` ] || [ -e ` + f + ` ]; then exit 0; fi; ` +
+		`mkdir -p ` + path.Dir(f) + ` && printf '%s' "$0" > ` + f + `.tmp && mv -f ` + f + `.tmp ` + f + ` && systemctl daemon-reload`
 }
 
 // CloudInit renders a #cloud-config for a VMSS node. Without opts.Baked it writes the
@@ -62,6 +84,13 @@ func CloudInit(cfg config.Config, opts CloudInitOptions) ([]byte, error) {
 		PathUnit:   units.PathUnit,
 	}
 	if !opts.Baked {
+		gate, err := execute("kubelet-first-boot.conf.tmpl", firstBootData{
+			BinaryPath: units.BinaryPath, BootUnit: units.BootUnit, DropIn: units.KubeletDropIn, OnFailure: cfg.Boot.OnFailure,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.FirstBootGate, d.FirstBootDropIn = firstBootGate(), string(gate)
 		d.BinaryURL = cfg.Delivery.BinaryURL
 		d.BinarySHA256 = strings.ToLower(cfg.Delivery.BinarySHA256)
 		if err := checkBinarySource(d.BinaryURL, d.BinarySHA256); err != nil {
