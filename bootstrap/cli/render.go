@@ -127,7 +127,9 @@ func writeRendered(g *Globals, path string, out []byte) (int, error) {
 		fmt.Fprintf(g.Stderr, "would write %s (%d bytes)\n", abs, len(out))
 		return ExitOK, nil
 	}
-	if err := host.WriteFile(abs, out, fsroot.WriteOptions{Mode: 0o644}); err != nil {
+	// What render writes can carry the release URL's credentials (a SAS token):
+	// a new file is root's only; an existing one keeps its mode.
+	if err := host.WriteFile(abs, out, fsroot.WriteOptions{Mode: 0o600}); err != nil {
 		return ExitFailed, fmt.Errorf("%w; check that the directory exists and is writable", err)
 	}
 	fmt.Fprintf(g.Stderr, "wrote %s (%d bytes)\n", abs, len(out))

@@ -79,6 +79,9 @@ func TestRenderOutputFile(t *testing.T) {
 		t.Fatalf("%s: %v, equal %v", dst, err, bytes.Equal(got, want))
 	}
 	st1, _ := os.Stat(dst)
+	if st1.Mode().Perm() != 0o600 {
+		t.Errorf("a new rendered file has mode %04o, want 0600 (it can carry the release URL's credentials)", st1.Mode().Perm())
+	}
 	code, _, errs := runCLI(t, "render", "runtimeclass", "--root", empty, "-o", dst)
 	if st2, _ := os.Stat(dst); code != ExitOK || !os.SameFile(st1, st2) || !strings.Contains(errs, "up to date") {
 		t.Fatalf("second render rewrote an identical file (exit %d, %s)", code, errs)

@@ -80,7 +80,7 @@ func TestCloudInitSchemaRejectsBroken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken := bytes.Replace(out, []byte(`permissions: "0644"`), []byte(`permissions: [0644]`), 1)
+	broken := bytes.Replace(out, []byte(`permissions: "0600"`), []byte(`permissions: [0600]`), 1)
 	if msg, err := schemaCheck(t, broken); err == nil {
 		t.Fatalf("cloud-init schema accepted a broken write_files entry:\n%s", msg)
 	}
@@ -96,6 +96,10 @@ func TestCloudInitContent(t *testing.T) {
 	cc := parseCloudConfig(t, out)
 	if len(cc.WriteFiles) != 2 || cc.WriteFiles[0].Path != config.DefaultPath || cc.WriteFiles[1].Path != InstallScriptPath {
 		t.Fatalf("write_files = %+v", cc.WriteFiles)
+	}
+	// The config can hold credentials (a SAS URL): root only.
+	if p := cc.WriteFiles[0].Permissions; p != "0600" {
+		t.Errorf("the tool's config is written with permissions %s, want 0600", p)
 	}
 	// The config on the node decodes strictly to exactly the config rendered from.
 	// Decoded into a zero Config: decoding onto Default() merges maps (config.Load would keep a default node_selector key).

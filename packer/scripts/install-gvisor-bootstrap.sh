@@ -13,7 +13,7 @@ bin=/usr/local/bin/gvisor-bootstrap
 [[ -s $upload/gvisor-bootstrap ]] || fail "no binary at $upload/gvisor-bootstrap (packer variable binary_path)"
 [[ -s $upload/config.toml ]] || fail "no config at $upload/config.toml (packer variable config_path)"
 install -D -m 0755 "$upload/gvisor-bootstrap" "$bin"
-install -D -m 0644 "$upload/config.toml" /etc/gvisor-bootstrap/config.toml
+install -D -m 0600 "$upload/config.toml" /etc/gvisor-bootstrap/config.toml # may hold a SAS URL
 "$bin" version
 
 args=(install --units)
