@@ -12,6 +12,7 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/logging"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
@@ -74,7 +75,18 @@ func newInstaller(g *Globals, log *slog.Logger) *release.Installer {
 }
 
 func newConfigurator(g *Globals, v containerd.Version, log *slog.Logger) *containerd.Configurator {
-	return &containerd.Configurator{Root: g.Root, Containerd: g.Config.Containerd, Runsc: g.Config.Runsc, BinDir: g.Config.Release.BinDir, Version: v, Log: log}
+	c := &containerd.Configurator{Root: g.Root, Containerd: g.Config.Containerd, Runsc: g.Config.Runsc, BinDir: g.Config.Release.BinDir, Version: v, Log: log}
+	// The file containerd is really started with, when its unit says so and the
+	// tool's config left containerd.config_path at its default.
+	if g.Config.Containerd.ConfigPath == nodepaths.DefaultContainerdConfig {
+		if p, from := containerd.LoadedConfig(g.Root, g.Config.Containerd.Unit); p != "" && p != g.Config.Containerd.ConfigPath {
+			c.Loaded = p
+			if log != nil {
+				log.Debug("containerd's unit starts it with another config file", "config", p, "unit_file", from)
+			}
+		}
+	}
+	return c
 }
 
 // containerdVersion: the config or flag; else the running containerd, asked through

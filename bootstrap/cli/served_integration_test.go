@@ -115,3 +115,34 @@ func mustParse(t *testing.T, s string) containerd.Version {
 	}
 	return v
 }
+
+// bin_dir outside containerd's PATH: the handler names the shim (runtime_path)
+// and the options file names runsc (binary_name), both through the stable links,
+// and the real CRI serves exactly that.
+func TestBinDirOutsidePathIsNamedAbsolutely(t *testing.T) {
+	n := newRealNode(t)
+	n.cfg.Release.BinDir = "/opt/gvisor/bin"
+	rep := n.reconciler(t, nil).Run(context.Background(), reconcile.Options{})
+	if rep.Outcome != reconcile.Repaired || !rep.Served {
+		t.Fatalf("%+v\n%s", rep, n.proc.Log())
+	}
+	st := n.criStatus(t)
+	if got := st.Runtimes["runsc"].Path; got != "/opt/gvisor/bin/containerd-shim-runsc-v1" {
+		t.Fatalf("CRI serves runtime_path %q", got)
+	}
+	opts, _ := n.root.ReadFile(n.cfg.Containerd.RuntimeConfigPath)
+	if !strings.Contains(string(opts), `binary_name = "/opt/gvisor/bin/runsc"`) {
+		t.Fatalf("options file does not name runsc:\n%s", opts)
+	}
+	// The default bin_dir needs neither.
+	m := newRealNode(t)
+	if rep := m.reconciler(t, nil).Run(context.Background(), reconcile.Options{}); !rep.Served {
+		t.Fatalf("%+v", rep)
+	}
+	if got := m.criStatus(t).Runtimes["runsc"].Path; got != "" {
+		t.Fatalf("runtime_path %q written for a bin_dir on PATH", got)
+	}
+	if opts, _ := m.root.ReadFile(m.cfg.Containerd.RuntimeConfigPath); strings.Contains(string(opts), "binary_name") {
+		t.Fatalf("binary_name written for a bin_dir on PATH:\n%s", opts)
+	}
+}

@@ -19,7 +19,7 @@ func (c *Configurator) planBackup(p *Plan, old []byte, existed bool) error {
 	}
 	touchesMain := false
 	for _, ch := range p.Changes {
-		if ch.Path == c.resolveLink(c.Containerd.ConfigPath) {
+		if ch.Path == c.mainPath() {
 			touchesMain = true
 		}
 	}
@@ -46,7 +46,7 @@ func (c *Configurator) planBackup(p *Plan, old []byte, existed bool) error {
 // files and the drop-in are removed.
 func (c *Configurator) PlanRemove() (Plan, error) {
 	var p Plan
-	cfgPath := c.resolveLink(c.Containerd.ConfigPath)
+	cfgPath := c.mainPath()
 	old, existed, err := c.readNode(cfgPath)
 	if err != nil {
 		return p, err

@@ -32,9 +32,9 @@ func (c *Configurator) Check() []Problem {
 	var probs []Problem
 	for _, ch := range plan.Changes {
 		switch {
-		case ch.Path == c.resolveLink(cfgPath) && c.Containerd.Mode != "dropin":
+		case ch.Path == c.mainPath() && c.Containerd.Mode != "dropin":
 			probs = append(probs, c.describeHandlers(ch.Old, plan.Dialect)...)
-		case ch.Path == c.resolveLink(cfgPath):
+		case ch.Path == c.mainPath():
 			probs = append(probs, Problem{Path: c.Root.Path(cfgPath), What: fmt.Sprintf("does not import the runsc drop-in %s (or still holds runsc tables of its own)", c.Containerd.DropinPath), Fix: fixConfigure})
 		case ch.Remove:
 			probs = append(probs, Problem{Path: c.Root.Path(ch.Path), What: "left over: " + ch.Why, Fix: fixConfigure})

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
+	"golang.org/x/sys/unix"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
@@ -27,6 +28,10 @@ type Configurator struct {
 	// BinDir is where the release's entry points live (release.bin_dir): when
 	// containerd would not find them on its own PATH, the handler names them.
 	BinDir string
+	// Loaded is the config file containerd is started with when that is not
+	// Containerd.ConfigPath (the unit's --config: a composition root that
+	// imports ConfigPath, as on Azure Container Linux); "" means ConfigPath.
+	Loaded string
 	Log    *slog.Logger
 }
 
@@ -71,8 +76,34 @@ func (c *Configurator) runscBinary() string {
 	return path.Join(c.BinDir, RunscBinary)
 }
 
-// mainPath is containerd's main config file as a node path, a symlink resolved.
-func (c *Configurator) mainPath() string { return c.resolveLink(c.Containerd.ConfigPath) }
+// mainPath is the config file this tool edits, as a node path: a symlink is
+// followed (the target's content is replaced, the link stays) unless its target
+// is read-only (a link into /usr, as images ship it): then the link itself is
+// replaced by a real file.
+func (c *Configurator) mainPath() string {
+	p := c.Containerd.ConfigPath
+	if t := c.resolveLink(p); t != p && !c.readOnly(t) {
+		return t
+	}
+	return p
+}
+
+// rootPath is the file containerd is started with (its load order starts there).
+func (c *Configurator) rootPath() string {
+	if c.Loaded != "" {
+		return c.resolveLink(c.Loaded)
+	}
+	return c.mainPath()
+}
+
+// readOnly reports a node file this tool must not write through: under /usr
+// (read-only on image-based systems) or on a file system that refuses writes.
+func (c *Configurator) readOnly(p string) bool {
+	if p == "/usr" || strings.HasPrefix(p, "/usr/") {
+		return true
+	}
+	return unix.Access(c.Root.Path(p), unix.W_OK) != nil && !os.IsNotExist(unix.Access(c.Root.Path(p), unix.F_OK))
+}
 
 // FileChange is one node file to write (or, with Remove, delete).
 type FileChange struct {
@@ -85,6 +116,9 @@ type FileChange struct {
 	Remove bool
 	// Why says what the change is for ("register runsc", "runsc options", ...).
 	Why string
+	// LinkTarget, when set, is the target of the symlink at Path that the write
+	// replaces by a real file (a link into read-only /usr); undo puts it back.
+	LinkTarget string
 }
 
 // Plan is what Apply will do.
@@ -153,7 +187,12 @@ func (c *Configurator) change(p *Plan, path string, old []byte, existed bool, da
 	if existed {
 		mode = modeOf(c.Root, path)
 	}
-	p.Changes = append(p.Changes, FileChange{Path: path, Old: old, New: data, Existed: existed, Mode: mode, Why: why})
+	ch := FileChange{Path: path, Old: old, New: data, Existed: existed, Mode: mode, Why: why}
+	if t, err := os.Readlink(c.Root.LinkPath(path)); err == nil {
+		ch.LinkTarget = t
+		ch.Why += fmt.Sprintf(" (replacing the symlink to read-only %s by a real file)", c.resolveLink(path))
+	}
+	p.Changes = append(p.Changes, ch)
 }
 
 // removeOwned records the removal of a file this tool wrote (it carries our
@@ -189,9 +228,13 @@ func (c *Configurator) Plan() (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
-	before, err := c.loadOrder(cfgPath, doc, nil)
+	root := c.rootPath()
+	before, err := c.loadOrder(root, map[string]*document{cfgPath: doc})
 	if err != nil {
 		return Plan{}, err
+	}
+	if !loads(before, cfgPath) {
+		return Plan{}, fmt.Errorf("containerd is started with --config %s, which does not load %s (not even through its imports): edits there would be ignored; set containerd.config_path in gvisor-bootstrap's config to the file containerd loads, or import %s from it", c.Root.Path(root), c.Root.Path(cfgPath), cfgPath)
 	}
 	systemd := effectiveSystemdCgroup(effectiveTree(before, c.Version), c.Version)
 	c.log().Debug("containerd config dialect", "path", cfgPath, "version", d.ConfigVersion, "tables", d.Plugin, "reason", d.Reason)
@@ -206,7 +249,11 @@ func (c *Configurator) Plan() (Plan, error) {
 		if err != nil {
 			return p, err
 		}
-		after, err := c.loadOrder(cfgPath, p.mainDoc, p.overrides)
+		over := map[string]*document{cfgPath: p.mainDoc}
+		for k, v := range p.overrides {
+			over[k] = v
+		}
+		after, err := c.loadOrder(root, over)
 		if err != nil {
 			return p, err
 		}
@@ -232,6 +279,15 @@ func (c *Configurator) Plan() (Plan, error) {
 		return p, nil
 	}
 	return Plan{Dialect: d}, fmt.Errorf("%s: refusing to write: %v; fix the imported files so that one naming of the CRI tables holds the runtimes (please report this file)", c.Root.Path(cfgPath), firstErr)
+}
+
+func loads(files []loadedFile, p string) bool {
+	for _, f := range files {
+		if f.Path == p {
+			return true
+		}
+	}
+	return false
 }
 
 // candidates are the dialects a file may be written in, the detected one first.
@@ -424,6 +480,12 @@ func (c *Configurator) Apply(p Plan) error {
 		faultpoint.Hit("containerd-before-write:" + ch.Path)
 		if err := c.unchangedSincePlan(ch); err != nil {
 			return err
+		}
+		if ch.LinkTarget != "" {
+			// Written through, the link would write into read-only /usr.
+			if err := os.Remove(c.Root.LinkPath(ch.Path)); err != nil {
+				return fmt.Errorf("replace the symlink %s by a real file: %w", c.Root.Path(ch.Path), err)
+			}
 		}
 		if err := c.Root.WriteFile(ch.Path, ch.New, fsroot.WriteOptions{Mode: ch.Mode}); err != nil {
 			return err

@@ -21,7 +21,7 @@ type loadedFile struct {
 // when set, replaces one file's content (a planned write), or removes the file
 // when its document is nil. A file that cannot be read or parsed is an error
 // naming it: containerd would refuse to start with it.
-func (c *Configurator) loadOrder(mainPath string, main *document, override map[string]*document) ([]loadedFile, error) {
+func (c *Configurator) loadOrder(mainPath string, override map[string]*document) ([]loadedFile, error) {
 	var out []loadedFile
 	seen := map[string]bool{}
 	type pend struct {
@@ -37,9 +37,7 @@ func (c *Configurator) loadOrder(mainPath string, main *document, override map[s
 		}
 		seen[p.path] = true
 		var doc *document
-		if p.path == mainPath {
-			doc = main
-		} else if d, ok := override[p.path]; ok {
+		if d, ok := override[p.path]; ok {
 			if d == nil {
 				continue
 			}
@@ -47,8 +45,10 @@ func (c *Configurator) loadOrder(mainPath string, main *document, override map[s
 		} else {
 			data, err := c.Root.ReadFile(p.path)
 			if err != nil {
-				if os.IsNotExist(err) && p.glob {
-					continue // the file went away between the glob and the read
+				if os.IsNotExist(err) && (p.glob || c.Version.Major >= 2) {
+					// Gone since the glob; or an import containerd 2 skips when
+					// missing (1.7 refuses to start: tried with both).
+					continue
 				}
 				return nil, fmt.Errorf("containerd's config imports %s, which cannot be read (containerd would fail to start): %w", c.Root.Path(p.path), err)
 			}
@@ -180,16 +180,8 @@ func (c *Configurator) managedWanted() []string {
 // definedBy names the file that defines handler's runtime type in the config
 // containerd loads: the last one in the load order that sets it.
 func (c *Configurator) definedBy(handler string) string {
-	mainPath := c.mainPath()
-	data, _, err := c.readNode(mainPath)
-	if err != nil {
-		return c.Root.Path(mainPath)
-	}
-	doc, err := parseDocument(c.Root.Path(mainPath), data)
-	if err != nil {
-		return c.Root.Path(mainPath)
-	}
-	files, err := c.loadOrder(mainPath, doc, nil)
+	mainPath := c.rootPath()
+	files, err := c.loadOrder(mainPath, nil)
 	if err != nil {
 		return c.Root.Path(mainPath)
 	}

@@ -121,3 +121,36 @@ func TestMergeOrderEveryContainerd(t *testing.T) {
 		}
 	}
 }
+
+// TestCompositionRootRealContainerd: containerd started on a composition root
+// that imports the main config (Azure Container Linux) loads the handler the plan
+// writes into the imported file, and nothing else changes.
+func TestCompositionRootRealContainerd(t *testing.T) {
+	for _, bin := range []string{"containerd-2.2", "containerd-2"} {
+		t.Run(bin, func(t *testing.T) {
+			ctrd := requireContainerd(t, bin)
+			node := newScratchNode(t, ctrd.Version, "aks-ubuntu2404.toml")
+			acl := filepath.Join(node.Dir, "run/containerd/acl-config.toml")
+			if err := os.MkdirAll(filepath.Dir(acl), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(acl, []byte("version = 2\nimports = [\""+node.configPath()+"\"]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			node.C.Loaded = acl
+			before := ctrd.dump(t, acl)
+			node.apply(t)
+			after := ctrd.dump(t, acl)
+			runtimes := ctrd.effectiveRuntimes()
+			if rt, _ := lookup(after, append(runtimes, "runsc", "runtime_type")); rt != RuntimeType {
+				t.Fatalf("containerd on the composition root loads runsc as %v", rt)
+			}
+			for _, tree := range []map[string]any{before, after} {
+				deletePath(tree, append(runtimes, "runsc"))
+			}
+			if diff := cmp.Diff(before, after); diff != "" {
+				t.Errorf("effective config changed outside runsc:\n%s", diff)
+			}
+		})
+	}
+}

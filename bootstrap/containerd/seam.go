@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
@@ -67,7 +68,12 @@ func (c *Configurator) Undo(p Plan) error {
 			c.log().Warn("not restoring a file changed since this run wrote it", "path", c.Root.Path(ch.Path))
 			continue
 		}
-		if ch.Existed {
+		if ch.LinkTarget != "" {
+			lp := c.Root.LinkPath(ch.Path)
+			if err = os.Remove(lp); err == nil {
+				err = os.Symlink(ch.LinkTarget, lp)
+			}
+		} else if ch.Existed {
 			err = c.Root.WriteFile(ch.Path, ch.Old, fsroot.WriteOptions{Mode: ch.Mode})
 		} else {
 			err = c.Root.Remove(ch.Path)
