@@ -6,7 +6,7 @@ GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 CACHE := $(CURDIR)/.cache
 export GVB_TEST_BIN := $(CACHE)/bin
 
-.PHONY: build build-all tools tools-k8s test test-short fuzz bench e2e demo image render clean
+.PHONY: build build-all tools tools-k8s e2e-quick test test-short fuzz bench e2e demo image render clean
 
 build: ## bin/gvisor-bootstrap, static
 	$(GO_BUILD) -o bin/gvisor-bootstrap ./cmd/gvisor-bootstrap
@@ -39,8 +39,11 @@ bench: build tools ## benchmarks; figures go in README.md
 	go test -run '^$$' -bench . -benchmem -count 5 ./...
 	@if [ -x test/bench/run.sh ]; then test/bench/run.sh; fi
 
-e2e: build tools tools-k8s ## boot real nodes in qemu and run gVisor pods
+e2e: build tools tools-k8s ## real nodes in qemu joined to a real Kubernetes control plane (+ stand-in scenarios 2, 4-6)
 	test/e2e/run.sh
+
+e2e-quick: build tools ## the stand-in scenarios 1-6 only (a kubelet stand-in, no cluster): the fast path when only the node changes
+	test/e2e/run.sh --only 1,2,3,4,5,6
 
 demo: build tools tools-k8s ## a real cluster: one node joins from customData, a pod runs in gVisor
 	test/e2e/run.sh --demo

@@ -2,7 +2,8 @@
 # End-to-end: boots real Debian nodes in qemu (tcg) and shows a pod running in gVisor through
 # the CRI runtime handler runsc, with bin/gvisor-bootstrap doing the node setup.
 #
-#   test/e2e/run.sh              all scenarios (1-6), table at the end, non-zero on any failure
+#   test/e2e/run.sh              stand-ins 2, 4, 5, 6 and the k8s-* scenarios, table at the end, non-zero on any failure
+#   test/e2e/run.sh --only 1,2,3,4,5,6   the stand-in scenarios only (make e2e-quick)
 #   test/e2e/run.sh --only 1,4   some scenarios (4 boots scenario 2's disk, so it runs 2 first)
 #   test/e2e/run.sh --only 0     harness self-test: runsc installed by hand, no product
 #                                (E2E_SELFTEST_VARIANT=c17 for the containerd 1.7 node)
@@ -36,7 +37,7 @@ while (($#)); do
     --demo) DEMO=1 ;;
     --only) ONLY="$2"; shift ;;
     --only=*) ONLY="${1#--only=}" ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -44,7 +45,7 @@ done
 
 if ((DEMO)); then scenarios=(k8s-scale-out)
 elif [[ -n "$ONLY" ]]; then IFS=, read -ra scenarios <<<"$ONLY"
-else scenarios=(1 2 3 4 5 6 "${K8S_DEFAULT[@]}"); fi
+else scenarios=(2 4 5 6 "${K8S_DEFAULT[@]}"); fi  # 1 and 3: superseded by k8s-scale-out, k8s-reimage (make e2e-quick runs 1-6)
 # scenario 4 is the second boot of scenario 2's disk
 if [[ " ${scenarios[*]} " == *" 4 "* && " ${scenarios[*]} " != *" 2 "* ]]; then
   scenarios=(2 "${scenarios[@]}")
