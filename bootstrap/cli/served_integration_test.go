@@ -6,7 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
@@ -144,5 +146,42 @@ func TestBinDirOutsidePathIsNamedAbsolutely(t *testing.T) {
 	}
 	if opts, _ := m.root.ReadFile(m.cfg.Containerd.RuntimeConfigPath); strings.Contains(string(opts), "binary_name") {
 		t.Fatalf("binary_name written for a bin_dir on PATH:\n%s", opts)
+	}
+}
+
+// Never a loop: after a run that restarted the real containerd and failed (it
+// rejects the new config; rolled back), an identical run neither writes nor
+// restarts, and says why; kubelet restarting the gate every few seconds must not
+// restart containerd every few seconds.
+func TestFailedAttemptIsNotRepeated(t *testing.T) {
+	n := newRealNode(t)
+	v := mustParse(t, "2.3.7")
+	n.cfg.Boot.VerifyTimeout = config.Duration(3 * time.Second)
+	conf := breakingConfig{&containerd.Configurator{Root: n.root, Containerd: n.cfg.Containerd, Runsc: n.cfg.Runsc, BinDir: n.cfg.Release.BinDir, Version: v}}
+	rep := n.reconciler(t, conf).Run(context.Background(), reconcile.Options{})
+	if rep.Outcome != reconcile.Failed || rep.Restarts != 2 || !rep.RolledBack {
+		t.Fatalf("first run: %+v", rep)
+	}
+	starts := n.proc.Starts
+	for i := 0; i < 3; i++ {
+		rep = n.reconciler(t, conf).Run(context.Background(), reconcile.Options{Gate: true})
+		if rep.Outcome != reconcile.Failed || rep.Restarts != 0 || !strings.Contains(rep.Error, "already failed") {
+			t.Fatalf("repeat %d: %+v", i, rep)
+		}
+	}
+	if n.proc.Starts != starts {
+		t.Fatalf("containerd restarted again for an identical input (%d -> %d starts)", starts, n.proc.Starts)
+	}
+	if cur, _ := n.root.ReadFile("/etc/containerd/config.toml"); string(cur) != n.config {
+		t.Fatal("a refused repeat wrote containerd's config")
+	}
+	// A changed input (another agent rewrote the config) may try again once the
+	// back-off has run out; here it has not.
+	if err := n.root.WriteFile("/etc/containerd/config.toml", []byte(n.config+"\n# edited\n"), fsroot.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rep = n.reconciler(t, conf).Run(context.Background(), reconcile.Options{})
+	if rep.Outcome != reconcile.Failed || rep.Restarts != 0 || !strings.Contains(rep.Error, "backing off") {
+		t.Fatalf("changed input within the back-off: %+v", rep)
 	}
 }

@@ -119,7 +119,7 @@ func uninstallNode(ctx context.Context, g *Globals, force bool) (uninstallResult
 	if g.DryRun {
 		return res, nil
 	}
-	for _, p := range []string{reconcile.LastRunPath, g.Config.Containerd.BackupPath} {
+	for _, p := range []string{reconcile.LastRunPath, reconcile.FailedAttemptPath, g.Config.Containerd.BackupPath} {
 		if g.Root.Exists(p) {
 			if err := g.Root.Remove(p); err != nil {
 				return res, err

@@ -2,6 +2,8 @@ package containerd
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -141,6 +143,10 @@ type Plan struct {
 	MainPath  string
 	MainAfter []byte
 
+	// Fingerprint identifies the input the plan was made from: every file
+	// containerd loads, the options files and containerd's release.
+	Fingerprint string
+
 	// mainDoc and overrides are the planned content of containerd's config
 	// files (nil: removed), for the simulation of its load.
 	mainDoc   *document
@@ -270,6 +276,7 @@ func (c *Configurator) Plan() (Plan, error) {
 		if err := c.planBackup(&p, old, existed); err != nil {
 			return p, err
 		}
+		p.Fingerprint = c.fingerprint(before)
 		p.MainPath, p.MainAfter = cfgPath, old
 		for _, ch := range p.Changes {
 			if ch.Path == cfgPath {
@@ -279,6 +286,22 @@ func (c *Configurator) Plan() (Plan, error) {
 		return p, nil
 	}
 	return Plan{Dialect: d}, fmt.Errorf("%s: refusing to write: %v; fix the imported files so that one naming of the CRI tables holds the runtimes (please report this file)", c.Root.Path(cfgPath), firstErr)
+}
+
+// fingerprint hashes the plan's input.
+func (c *Configurator) fingerprint(files []loadedFile) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "containerd %s\x00mode %s\x00", c.Version, c.Containerd.Mode)
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.Path, len(f.Doc.data))
+		h.Write(f.Doc.data)
+	}
+	for _, w := range c.wanted() {
+		data, _, _ := c.readNode(w.OptionsPath)
+		fmt.Fprintf(h, "%s\x00%d\x00", w.OptionsPath, len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func loads(files []loadedFile, p string) bool {

@@ -35,7 +35,7 @@ func (c *Configurator) ensureOnce(dryRun bool) (reconcile.ConfigChange, error) {
 	if err != nil {
 		return reconcile.ConfigChange{}, err
 	}
-	ch := reconcile.ConfigChange{RestartNeeded: plan.RestartNeeded, ConfigPath: plan.MainPath, ConfigAfter: plan.MainAfter}
+	ch := reconcile.ConfigChange{RestartNeeded: plan.RestartNeeded, ConfigPath: plan.MainPath, ConfigAfter: plan.MainAfter, Fingerprint: plan.Fingerprint}
 	if len(plan.Changes) == 0 {
 		return ch, nil
 	}

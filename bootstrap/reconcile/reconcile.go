@@ -192,6 +192,16 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 	}
 
 	r.status("checking containerd's config")
+	if _, failedBefore := loadAttempt(r.Root); failedBefore && !opt.DryRun {
+		// A change that needs a restart is not even written when the same input
+		// already failed (or the back-off runs): writing it and undoing it on
+		// every run would be a loop of its own.
+		if pre, err := r.Conf.Ensure(true); err == nil && pre.RestartNeeded {
+			if err := r.mayRestart(r.attemptKey(pre), time.Now()); err != nil {
+				return fail(fmt.Errorf("configure containerd: %w", err))
+			}
+		}
+	}
 	change, err := r.Conf.Ensure(opt.DryRun)
 	if err != nil {
 		return fail(fmt.Errorf("configure containerd: %w", err))
@@ -271,8 +281,14 @@ func (r *Reconciler) converge(ctx context.Context, opt Options, change ConfigCha
 		// The gate runs when kubelet starts, after containerd: give it time to come up.
 	}
 
+	key := r.attemptKey(change)
 	if running && change.RestartNeeded {
-		return r.restartAndVerify(ctx, mgr, rt, rep, change.Undo)
+		if err := r.mayRestart(key, time.Now()); err != nil {
+			return err // only if the input changed during the run
+		}
+		err := r.restartAndVerify(ctx, mgr, rt, rep, change.Undo)
+		r.recordAttempt(key, time.Now(), err)
+		return err
 	}
 
 	st, err := r.waitCRI(ctx, rt, r.Cfg.Boot.VerifyTimeout.D())
@@ -289,8 +305,13 @@ func (r *Reconciler) converge(ctx context.Context, opt Options, change ConfigCha
 	}
 	// The file is right but the running containerd predates it (a run killed
 	// between the config write and the restart, or a restart that never happened).
+	if err := r.mayRestart(key, time.Now()); err != nil {
+		return fmt.Errorf("%v; %w", serr, err)
+	}
 	r.Log.Warn("config registers runsc but the running containerd does not serve it: restarting containerd", "unit", unit, "found", serr)
-	return r.restartAndVerify(ctx, mgr, rt, rep, nil)
+	err = r.restartAndVerify(ctx, mgr, rt, rep, nil)
+	r.recordAttempt(key, time.Now(), err)
+	return err
 }
 
 // restartAndVerify restarts containerd and waits until the CRI lists runsc; when it

@@ -56,4 +56,8 @@ type ConfigChange struct {
 	// content there at its end reconciles again.
 	ConfigPath  string
 	ConfigAfter []byte
+	// Fingerprint identifies the input the change was planned from (the files
+	// containerd loads, the options files, containerd's release): a failed
+	// attempt with the same input is not repeated.
+	Fingerprint string
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/containerdproc"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/faults/fakesystemd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
@@ -161,6 +163,16 @@ func TestRollbackWhenContainerdFailsWithNewConfig(t *testing.T) {
 	}
 	if s.criServes("runsc") || !s.criServes("runc") {
 		t.Fatal("the old config is not what containerd serves")
+	}
+	// Never a loop: the identical input is not tried again (kubelet's gate
+	// would restart containerd every few seconds), and the run says so.
+	restarts := s.sd.Restarts("containerd.service")
+	if r := s.run(); r.code != 1 || !strings.Contains(r.stderr, "already failed") || s.sd.Restarts("containerd.service") != restarts {
+		t.Fatalf("identical next run: %s (restarts %d -> %d)", r, restarts, s.sd.Restarts("containerd.service"))
+	}
+	// Once the operator clears the record (as the message says), it repairs.
+	if err := s.root.Remove(reconcile.FailedAttemptPath); err != nil {
+		t.Fatal(err)
 	}
 	if r := s.run(); r.code != 10 || !s.criServes("runsc") {
 		t.Fatalf("next run: %s", r)
