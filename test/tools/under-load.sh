@@ -20,11 +20,16 @@ command -v stress-ng >/dev/null || { echo "stress-ng is needed: apt-get install 
 logs="$ROOT/.cache/under-load"; mkdir -p "$logs"
 stress-ng --cpu "$loaders" --quiet &
 load=$!
-trap 'kill $load 2>/dev/null; wait $load 2>/dev/null || true' EXIT
+cmd_pid=""
+# on exit (also when interrupted) stop the load and whatever the command left running
+trap 'kill $load 2>/dev/null; [[ -n "$cmd_pid" ]] && kill -- -"$cmd_pid" 2>/dev/null; wait 2>/dev/null || true' EXIT
 fails=0 results=()
 for ((k = 1; k <= runs; k++)); do
   t0=$SECONDS rc=0
-  "$@" >"$logs/run-$k.log" 2>&1 || rc=$?
+  setsid "$@" >"$logs/run-$k.log" 2>&1 &   # its own process group, so the trap can stop it all
+  cmd_pid=$!
+  wait "$cmd_pid" || rc=$?
+  cmd_pid=""
   results+=("run $k/$runs: $([[ $rc == 0 ]] && echo PASS || echo "FAIL ($rc)") in $((SECONDS - t0))s (log: $logs/run-$k.log)")
   ((rc == 0)) || fails=$((fails + 1))
   echo "${results[-1]}" >&2
