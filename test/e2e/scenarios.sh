@@ -231,6 +231,7 @@ E2E_NET=1" "$ud")" 1 || { note "$s" "boot failed or timed out"; read_common "$s"
 scenario_1() {
   local s=1 log="$LOGS/s1-scale-out.serial.log" ok=0
   scale_out $s s1-scale-out c2 "$REL" || return 1
+  note $s "first reconcile: $(grep -aoE '(repaired|healthy|failed) in [0-9.]+ ms' "$log" | head -1 | sed 's/.* in //' || true)"
   check_scale_out $s "$log"
 }
 scenario_6() {
