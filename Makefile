@@ -38,6 +38,7 @@ fuzz: ## bounded fuzzing of the config editor and the tool's config parser
 bench: build tools ## benchmarks; figures go in README.md
 	go test -run '^$$' -bench . -benchmem -count 5 ./...
 	@if [ -x test/bench/run.sh ]; then test/bench/run.sh; fi
+	@if [ -x test/bench/bundle.sh ]; then test/bench/bundle.sh; fi
 
 e2e: build tools tools-k8s ## real nodes in qemu joined to a real Kubernetes control plane (+ stand-in scenarios 2, 4-6)
 	test/e2e/run.sh

@@ -23,9 +23,9 @@ import (
 	"sync"
 )
 
-// MaxWorkers bounds the decoding goroutines (and so the memory, about 9 MB
-// each) on machines with many cores.
-const MaxWorkers = 8
+// MaxWorkers bounds the decoding goroutines, and so the memory (about 9 MB
+// each: two 3.6 MB tables and a block or two in flight), on many cores.
+const MaxWorkers = 4
 
 const (
 	readSize = 256 << 10
@@ -42,6 +42,9 @@ type Reader struct {
 	work    chan *job // chunks that start a block, to the workers
 	quit    chan struct{}
 	once    sync.Once
+	// Free lists: buffers are reused, not left to the garbage collector, so
+	// the heap stays at what is in flight.
+	pres, chunks chan []byte
 
 	// Read's side.
 	win      []*job // chunks received and not yet released, in order
@@ -85,6 +88,8 @@ func NewReader(r io.Reader, workers int) *Reader {
 		order:   make(chan *job, workers+1),
 		work:    make(chan *job, workers),
 		quit:    make(chan struct{}),
+		pres:    make(chan []byte, 2*workers+4),
+		chunks:  make(chan []byte, 2*workers+4),
 	}
 	go z.scan()
 	for range workers {
@@ -105,8 +110,6 @@ func (z *Reader) Close() error {
 
 var errClosed = errors.New("bz2: reader closed")
 
-var prePool = sync.Pool{New: func() any { b := make([]byte, maxBlock); return &b }}
-
 func (z *Reader) worker() {
 	var d *decoder // allocated at the first block: a tiny stream needs one worker
 	for {
@@ -118,7 +121,7 @@ func (z *Reader) worker() {
 			if d == nil {
 				d = newDecoder()
 			}
-			j.blk, j.err = decodeJob(d, j.data, j.start-j.off*8+48, j.limit-j.off*8)
+			j.blk, j.err = z.decodeJob(d, j.data, j.start-j.off*8+48, j.limit-j.off*8)
 			if j.err == nil {
 				j.blk.end += j.off * 8
 			}
@@ -131,24 +134,53 @@ func (z *Reader) worker() {
 
 // decodeJob decodes one block; a panic (a decoder bug on hostile input) is an
 // error, not a crash.
-func decodeJob(d *decoder, data []byte, start, limit int64) (blk block, err error) {
+func (z *Reader) decodeJob(d *decoder, data []byte, start, limit int64) (blk block, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			blk, err = block{}, corrupt(fmt.Sprintf("undecodable block (%v)", p))
 		}
 	}()
-	out := prePool.Get().(*[]byte)
-	blk, err = d.decode(data, start, limit, (*out)[:maxBlock])
+	var out []byte
+	select {
+	case out = <-z.pres:
+	default:
+		out = make([]byte, maxBlock)
+	}
+	blk, err = d.decode(data, start, limit, out[:maxBlock])
 	if err != nil {
-		prePool.Put(out)
+		z.putPre(out)
 	}
 	return blk, err
 }
 
-func releasePre(b []byte) {
+func (z *Reader) putPre(b []byte) {
 	if cap(b) == maxBlock {
-		b = b[:maxBlock]
-		prePool.Put(&b)
+		select {
+		case z.pres <- b[:maxBlock]:
+		default:
+		}
+	}
+}
+
+// chunk returns a copy of p in a reused buffer when one is large enough.
+func (z *Reader) chunk(p []byte) []byte {
+	var b []byte
+	select {
+	case b = <-z.chunks:
+	default:
+	}
+	if cap(b) < len(p) {
+		b = make([]byte, len(p), max(len(p), 1<<20))
+	}
+	b = b[:len(p)]
+	copy(b, p)
+	return b
+}
+
+func (z *Reader) putChunk(b []byte) {
+	select {
+	case z.chunks <- b:
+	default:
 	}
 }
 
@@ -163,7 +195,7 @@ func (z *Reader) scan() {
 	searched := 0          // magic starts before buf[searched] were checked
 	eof := false
 	emit := func(j *job, data []byte, limit int64) bool {
-		j.data = append([]byte(nil), data...)
+		j.data = z.chunk(data)
 		j.limit = limit
 		j.done = make(chan struct{})
 		select {
@@ -274,7 +306,7 @@ func (z *Reader) Read(p []byte) (int, error) {
 			if z.rle.rep > 0 || z.idx < len(z.cur.blk.pre) {
 				continue
 			}
-			releasePre(z.cur.blk.pre)
+			z.putPre(z.cur.blk.pre)
 			z.cur = nil
 			if n > 0 {
 				return n, nil // don't wait for the next block with data in hand
@@ -403,7 +435,7 @@ func (z *Reader) blockAt(pos int64) (*job, error) {
 		if z.own == nil {
 			z.own = newDecoder()
 		}
-		j.blk, j.err = decodeJob(z.own, data, pos-j.off*8+48, limit-j.off*8)
+		j.blk, j.err = z.decodeJob(z.own, data, pos-j.off*8+48, limit-j.off*8)
 		if j.err == nil {
 			j.blk.end += j.off * 8
 		}
@@ -490,14 +522,15 @@ func (z *Reader) release() {
 		k++
 	}
 	for _, j := range z.win[:k] {
-		if j != z.cur && j.start >= 0 {
-			select {
-			case <-j.done:
-				if j.err == nil && !j.used {
-					releasePre(j.blk.pre) // a false magic's piece that decoded anyway
-				}
-			default:
+		select {
+		case <-j.done: // no worker uses it any more
+			if j.start >= 0 && j.err == nil && !j.used {
+				z.putPre(j.blk.pre) // a false magic's piece that decoded anyway
 			}
+			if cap(j.data) >= 1<<20 {
+				z.putChunk(j.data)
+			}
+		default:
 		}
 	}
 	z.win = append(z.win[:0], z.win[k:]...)
