@@ -39,7 +39,7 @@ nodes and what the cluster needs:
 Output goes to stdout, or with -o to a file (written atomically, untouched when equal).`,
 		Example: `  gvisor-bootstrap render cloud-init --binary-url https://example.com/gvisor-bootstrap --binary-sha256 <64 hex> --base64
   gvisor-bootstrap render cloud-init --baked -o customdata.yaml
-  gvisor-bootstrap render runtimeclass | kubectl apply -f -
+  gvisor-bootstrap render runtimeclass --delivery daemonset | kubectl apply -f -
   gvisor-bootstrap render daemonset --image myregistry.azurecr.io/gvisor-bootstrap:v1.0.0 | kubectl apply -f -
   gvisor-bootstrap render config --config /etc/gvisor-bootstrap-cluster/config.toml -o /host/etc/gvisor-bootstrap/config.toml`,
 		Flags: func(fs *pflag.FlagSet) func(g *Globals) error {
@@ -48,6 +48,7 @@ Output goes to stdout, or with -o to a file (written atomically, untouched when 
 			sum := fs.String("binary-sha256", "", "sha256 of that binary, 64 hex digits (delivery.binary_sha256), e.g. the output of `sha256sum bin/gvisor-bootstrap`")
 			image := fs.String("image", "", "DaemonSet image (delivery.image), e.g. myregistry.azurecr.io/gvisor-bootstrap:v1.0.0")
 			ns := fs.String("namespace", "", "DaemonSet namespace (delivery.namespace), e.g. kube-system")
+			mode := fs.String("delivery", "", "how the pool's nodes get the tool (delivery.mode): daemonset (the RuntimeClass then selects cluster.ready_label, set only on verified nodes), image or cloud-init, e.g. render runtimeclass --delivery daemonset")
 			fs.BoolVar(&renderOpts.baked, "baked", false, "cloud-init: the image has the binary and units baked in; only write the config and start the unit (e.g. --baked)")
 			fs.BoolVar(&renderOpts.base64, "base64", false, "cloud-init: print base64 for a VMSS model's customData (e.g. --base64)")
 			fs.StringVarP(&renderOpts.output, "output", "o", "", "write to this file instead of stdout, e.g. -o manifests/runtimeclass.yaml")
@@ -63,6 +64,9 @@ Output goes to stdout, or with -o to a file (written atomically, untouched when 
 				}
 				if fs.Changed("namespace") {
 					g.Config.Delivery.Namespace = *ns
+				}
+				if fs.Changed("delivery") {
+					g.Config.Delivery.Mode = *mode
 				}
 				return nil
 			}

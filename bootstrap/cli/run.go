@@ -11,11 +11,15 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/pflag"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 )
 
 type runFlags struct {
 	gate, watch, deep bool
+	advertise         bool
+	kube              kubeFlags
+	adv               *advertise.Advertiser
 	interval, resync  time.Duration
 	nodeFlags
 }
@@ -49,6 +53,8 @@ boot.on_failure = "continue".`,
 			fs.DurationVar(&f.interval, "watch-interval", 2*time.Second, "with --watch, how often to look at containerd's config (e.g. 2s)")
 			fs.DurationVar(&f.resync, "resync", 10*time.Minute, "with --watch, reconcile at least this often even without a change (e.g. 10m)")
 			fs.BoolVar(&f.deep, "deep", false, "re-hash the installed binaries instead of trusting their recorded fingerprint (e.g. --deep)")
+			fs.BoolVar(&f.advertise, "advertise", false, "label this Node (cluster.ready_label) after a run verified runsc through the CRI and remove cluster.startup_taint; remove the label when a run fails (the DaemonSet: run --watch --advertise)")
+			f.kube.register(fs)
 			f.nodeFlags.register(fs)
 			return func(g *Globals) error {
 				if f.deep {
@@ -60,6 +66,13 @@ boot.on_failure = "continue".`,
 		Run: func(ctx context.Context, g *Globals, args []string) (int, error) {
 			if len(args) > 0 {
 				return ExitUsage, usageErrorf("run takes no arguments, got %q", strings.Join(args, " "))
+			}
+			if f.advertise {
+				a, err := f.kube.advertiser(g)
+				if err != nil {
+					return ExitUsage, err
+				}
+				f.adv = a
 			}
 			if f.watch {
 				return runWatch(ctx, g, f)
@@ -83,6 +96,16 @@ func runOnce(ctx context.Context, g *Globals, f *runFlags) (int, reconcile.Repor
 	r.Status = func(s string) { notify("STATUS=" + s) }
 	r.Ready = func() { notify(daemon.SdNotifyReady) }
 	rep := r.Run(ctx, reconcile.Options{DryRun: g.DryRun, Gate: f.gate})
+	if f.adv != nil && !g.DryRun {
+		if err := advertiseAfter(ctx, f.adv, &rep); err != nil {
+			log.Error("could not update the node's ready label", "node", f.adv.Node, "error", err)
+		}
+		if rep.NotAdvertised != "" {
+			log.Warn(rep.NotAdvertised, "node", f.adv.Node)
+		} else {
+			log.Info("node advertised for gVisor", "node", f.adv.Node, "label", f.adv.Label.String())
+		}
+	}
 	if !g.DryRun {
 		if _, err := reconcile.SaveRecord(g.Root, rep, installedRelease(g), g.Config.Metrics.TextfileDir); err != nil {
 			log.Warn("could not record the run", "error", err)
@@ -160,8 +183,18 @@ func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
 	for {
 		select {
 		case <-ctx.Done():
+			if f.adv != nil {
+				unadvertiseOnExit(g, f.adv)
+			}
 			return code, nil
 		case <-tick.C:
+		}
+		if f.adv != nil && rep.Advertised != nil && !*rep.Advertised && rep.Served && rep.Outcome != reconcile.Failed {
+			// The label could not be set (API unreachable): try again, not only at
+			// the next change or resync.
+			if err := advertiseAfter(ctx, f.adv, &rep); err == nil {
+				g.logger().Info("node advertised for gVisor", "node", f.adv.Node, "label", f.adv.Label.String())
+			}
 		}
 		now := reconcile.FileFingerprint(path)
 		if now == last && time.Since(lastRun) < f.resync {

@@ -136,6 +136,9 @@ func printStatus(w io.Writer, v statusView) {
 		if v.LastRun.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", v.LastRun.Error)
 		}
+		if line := advertisedLine(v.LastRun.Report); line != "" {
+			fmt.Fprintf(w, "advertised:         %s\n", line)
+		}
 	} else {
 		fmt.Fprintln(w, "last run:           none since boot")
 	}
@@ -154,6 +157,20 @@ func orDash(s string) string {
 func yesNo(b bool) string {
 	if b {
 		return "yes"
+	}
+	return "no"
+}
+
+// advertisedLine says in one line whether the last run left the Node advertised
+// for gVisor and why not ("" when that run does not advertise: a host run).
+func advertisedLine(rep reconcile.Report) string {
+	switch {
+	case rep.Advertised == nil:
+		return ""
+	case *rep.Advertised:
+		return "yes (the DaemonSet labelled the Node after verifying runsc through the CRI)"
+	case rep.NotAdvertised != "":
+		return "no: " + rep.NotAdvertised
 	}
 	return "no"
 }

@@ -18,6 +18,7 @@ type verifyResult struct {
 	Problems       []reconcile.Problem `json:"problems"`
 	RuntimeChecked bool                `json:"runtime_checked"`
 	RuntimeNote    string              `json:"runtime_note,omitempty"`
+	Advertised     string              `json:"advertised,omitempty"`
 }
 
 func init() {
@@ -76,6 +77,9 @@ func verifyNode(ctx context.Context, g *Globals, deep bool) verifyResult {
 		}
 	}
 	res.OK = len(res.Problems) == 0
+	if rec, err := reconcile.LoadRecord(g.Root); err == nil {
+		res.Advertised = advertisedLine(rec.Report)
+	}
 	return res
 }
 
@@ -112,6 +116,9 @@ func printVerify(w io.Writer, res verifyResult) {
 	}
 	if res.RuntimeNote != "" {
 		fmt.Fprintln(w, "note: "+res.RuntimeNote)
+	}
+	if res.Advertised != "" {
+		fmt.Fprintln(w, "advertised: "+res.Advertised)
 	}
 	if res.OK {
 		fmt.Fprintln(w, "ok: the node can run gVisor pods")

@@ -21,6 +21,9 @@ import (
 // DefaultPath is where the tool's config lives on a node.
 const DefaultPath = nodepaths.ToolConfig
 
+// DefaultReadyLabel is the Node label that says runsc is served there.
+const DefaultReadyLabel = "gvisor-bootstrap.dev/runsc=ready"
+
 // DefaultRelease is the pinned gVisor release installed when nothing else is asked.
 // `latest` is only used when asked for explicitly: release/latest has lagged for weeks.
 const DefaultRelease = "20260914.0"
@@ -113,6 +116,14 @@ type Cluster struct {
 	Tolerations      []Toleration      `toml:"tolerations"`
 	OverheadCPU      string            `toml:"overhead_cpu"`
 	OverheadMemory   string            `toml:"overhead_memory"`
+	// ReadyLabel (key=value) is set on the Node by the DaemonSet once runsc is
+	// verified through the CRI, and removed when it is not; for DaemonSet delivery
+	// the RuntimeClass selects it.
+	ReadyLabel string `toml:"ready_label"`
+	// StartupTaint (key[=value]:Effect), when set, is the taint the pool's nodes
+	// register with (AKS --node-taints, Karpenter startupTaints); the DaemonSet
+	// tolerates it and removes it once the node is verified.
+	StartupTaint string `toml:"startup_taint"`
 }
 
 // Toleration mirrors a Kubernetes toleration.
@@ -131,7 +142,21 @@ type Delivery struct {
 	// Image is the DaemonSet's container image.
 	Image     string `toml:"image"`
 	Namespace string `toml:"namespace"`
+	// Mode is how the tool reaches the pool's nodes: "daemonset" (managed pools:
+	// the RuntimeClass selects ReadyLabel, which the DaemonSet sets only on a
+	// verified node), "image" or "cloud-init" (the kubelet gate keeps kubelet from
+	// registering an unverified node, so the pool label is enough). `render
+	// runtimeclass` follows it (or --delivery); `render daemonset` always writes
+	// "daemonset" into the config it ships.
+	Mode string `toml:"mode"`
 }
+
+// Delivery modes.
+const (
+	DeliveryDaemonSet = "daemonset"
+	DeliveryImage     = "image"
+	DeliveryCloudInit = "cloud-init"
+)
 
 // Default returns the built-in configuration.
 func Default() Config {
@@ -169,9 +194,11 @@ func Default() Config {
 			Tolerations:      []Toleration{{Key: "gvisor", Operator: "Equal", Value: "enabled", Effect: "NoSchedule"}},
 			OverheadCPU:      "100m",
 			OverheadMemory:   "64Mi",
+			ReadyLabel:       DefaultReadyLabel,
 		},
 		Delivery: Delivery{
 			Namespace: "kube-system",
+			Mode:      DeliveryCloudInit,
 			Image:     "ghcr.io/gvisor-bootstrap/gvisor-bootstrap:latest",
 		},
 	}
@@ -280,6 +307,17 @@ func (c Config) Validate() error {
 	}
 	if c.Release.Retries < 0 {
 		errs = append(errs, "release.retries must be >= 0")
+	}
+	switch c.Delivery.Mode {
+	case DeliveryDaemonSet, DeliveryImage, DeliveryCloudInit:
+	default:
+		errs = append(errs, fmt.Sprintf("delivery.mode %q: want \"daemonset\", \"image\" or \"cloud-init\"", c.Delivery.Mode))
+	}
+	if k, v, ok := strings.Cut(c.Cluster.ReadyLabel, "="); !ok || k == "" || v == "" || strings.ContainsAny(v, "=:, ") {
+		errs = append(errs, fmt.Sprintf("cluster.ready_label %q: want key=value, e.g. %s", c.Cluster.ReadyLabel, DefaultReadyLabel))
+	}
+	if t := c.Cluster.StartupTaint; t != "" && !strings.Contains(t, ":") {
+		errs = append(errs, fmt.Sprintf("cluster.startup_taint %q: want key[=value]:Effect, e.g. gvisor-bootstrap.dev/runsc=not-ready:NoSchedule", t))
 	}
 	for name, d := range c.Release.SHA512 {
 		if len(d) != 128 || strings.Trim(strings.ToLower(d), "0123456789abcdef") != "" {

@@ -84,6 +84,11 @@ type Report struct {
 	Problems []Problem `json:"problems,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	DryRun   bool      `json:"dry_run,omitempty"`
+	// Advertised says whether the DaemonSet's run left the Node labelled ready
+	// (nil: this run does not advertise, e.g. on the host); NotAdvertised says why
+	// not, in one line.
+	Advertised    *bool  `json:"advertised,omitempty"`
+	NotAdvertised string `json:"not_advertised,omitempty"`
 
 	// ConfigFingerprint is containerd's config file as this run left it
 	// (FileFingerprint), for a watcher to notice a later rewrite.

@@ -4,17 +4,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sort"
 	"strings"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/units"
 )
 
 type runtimeClassData struct {
-	Name, Handler string
-	CPU, Memory   string
-	Pool          pool
+	Name, Handler    string
+	CPU, Memory      string
+	Pool             pool
+	Mode, ReadyLabel string
 }
 
 // RuntimeClass renders the node.k8s.io/v1 RuntimeClass that sends pods to the runsc
@@ -37,10 +40,23 @@ func RuntimeClass(cfg config.Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return execute("runtimeclass.yaml.tmpl", runtimeClassData{
-		Name: c.RuntimeClassName, Handler: c.Handler,
-		CPU: c.OverheadCPU, Memory: c.OverheadMemory, Pool: p,
-	})
+	d := runtimeClassData{Name: c.RuntimeClassName, Handler: c.Handler, CPU: c.OverheadCPU, Memory: c.OverheadMemory, Pool: p, Mode: cfg.Delivery.Mode}
+	switch cfg.Delivery.Mode {
+	case config.DeliveryDaemonSet:
+		// Only nodes the DaemonSet verified carry the label: a gVisor pod waits
+		// Pending for one instead of failing on a node without runsc.
+		l, err := advertise.ParseLabel(c.ReadyLabel)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.ready_label: %w", err)
+		}
+		d.Pool.NodeSelector = append(d.Pool.NodeSelector, kv{l.Key, l.Value})
+		sort.Slice(d.Pool.NodeSelector, func(i, j int) bool { return d.Pool.NodeSelector[i].Key < d.Pool.NodeSelector[j].Key })
+		d.ReadyLabel = l.String()
+	case config.DeliveryImage, config.DeliveryCloudInit:
+	default:
+		return nil, fmt.Errorf("delivery.mode %q: say how the nodes get gvisor-bootstrap: --delivery daemonset, image or cloud-init", cfg.Delivery.Mode)
+	}
+	return execute("runtimeclass.yaml.tmpl", d)
 }
 
 // DaemonSetName names the DaemonSet, its ConfigMap and its pods' app label.
@@ -60,7 +76,20 @@ type daemonSetData struct {
 	HostPrefix             string
 	Layout                 nodepaths.Layout
 	Pool                   pool
+	Advertise              advertising
+	ServiceAccount         string
+	TokenDir               string
 }
+
+// advertising is what the DaemonSet may change on its Node.
+type advertising struct {
+	LabelKey, Label string
+	TaintKey, Taint string
+}
+
+// TokenDir is where client-go's in-cluster config reads the service account token,
+// CA and namespace; only the reconcile container mounts it.
+const TokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 // HostPrefix is where the DaemonSet's containers see the host's "/" (--root).
 const HostPrefix = "/host"
@@ -115,6 +144,23 @@ func DaemonSet(cfg config.Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	label, err := advertise.ParseLabel(cfg.Cluster.ReadyLabel)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.ready_label: %w", err)
+	}
+	taint, err := advertise.ParseTaint(cfg.Cluster.StartupTaint)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.startup_taint: %w", err)
+	}
+	ad := advertising{LabelKey: label.Key, Label: label.String()}
+	if taint != nil {
+		ad.TaintKey, ad.Taint = taint.Key, taint.String()
+		// The pod must run on a node that still has it: it is what removes it.
+		p.Tolerations = append(append([]config.Toleration{}, p.Tolerations...), config.Toleration{Key: taint.Key, Operator: "Exists", Effect: string(taint.Effect)})
+	}
+	// The config the pod ships says how it was delivered (the host's boot unit
+	// and gate read the same file).
+	cfg.Delivery.Mode = config.DeliveryDaemonSet
 	toml, err := config.Encode(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("render daemonset: encode the tool's config: %w", err)
@@ -125,5 +171,6 @@ func DaemonSet(cfg config.Config) ([]byte, error) {
 		Config: string(toml), ConfigHash: hex.EncodeToString(sum[:8]),
 		ConfigPath: config.DefaultPath, ClusterConfig: ClusterConfigDir + "/config.toml", ClusterConfigDir: ClusterConfigDir,
 		Binary: units.BinaryPath, HostPrefix: HostPrefix, Layout: Layout(cfg), Pool: p,
+		Advertise: ad, ServiceAccount: DaemonSetName, TokenDir: TokenDir,
 	})
 }

@@ -7,9 +7,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
@@ -131,19 +133,134 @@ func splitDocs(data []byte) [][]byte {
 
 func decodeDaemonSet(t *testing.T, out []byte) (corev1.ConfigMap, appsv1.DaemonSet) {
 	t.Helper()
-	docs := splitDocs(out)
-	if len(docs) != 2 {
-		t.Fatalf("want ConfigMap and DaemonSet, got %d documents", len(docs))
-	}
+	cm, ds, _ := decodeAll(t, out)
+	return cm, ds
+}
+
+// rbacObjects are the least-privilege objects rendered with the DaemonSet.
+type rbacObjects struct {
+	sa      corev1.ServiceAccount
+	role    rbacv1.ClusterRole
+	binding rbacv1.ClusterRoleBinding
+	vap     admissionv1.ValidatingAdmissionPolicy
+	vapb    admissionv1.ValidatingAdmissionPolicyBinding
+}
+
+func decodeAll(t *testing.T, out []byte) (corev1.ConfigMap, appsv1.DaemonSet, rbacObjects) {
+	t.Helper()
 	var cm corev1.ConfigMap
 	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict(docs[0], &cm); err != nil || cm.Kind != "ConfigMap" {
-		t.Fatalf("ConfigMap strict decode: %v (%s)\n%s", err, cm.Kind, docs[0])
+	var r rbacObjects
+	kinds := map[string]any{"ConfigMap": &cm, "DaemonSet": &ds, "ServiceAccount": &r.sa, "ClusterRole": &r.role,
+		"ClusterRoleBinding": &r.binding, "ValidatingAdmissionPolicy": &r.vap, "ValidatingAdmissionPolicyBinding": &r.vapb}
+	seen := map[string]bool{}
+	for _, doc := range splitDocs(out) {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatalf("%v\n%s", err, doc)
+		}
+		into, ok := kinds[meta.Kind]
+		if !ok || seen[meta.Kind] {
+			t.Fatalf("unexpected document %q", meta.Kind)
+		}
+		seen[meta.Kind] = true
+		if err := yaml.UnmarshalStrict(doc, into); err != nil {
+			t.Fatalf("%s strict decode: %v\n%s", meta.Kind, err, doc)
+		}
 	}
-	if err := yaml.UnmarshalStrict(docs[1], &ds); err != nil || ds.Kind != "DaemonSet" || ds.APIVersion != "apps/v1" {
-		t.Fatalf("DaemonSet strict decode: %v (%s %s)\n%s", err, ds.APIVersion, ds.Kind, docs[1])
+	if len(seen) != len(kinds) {
+		t.Fatalf("documents %v, want %d kinds", seen, len(kinds))
 	}
-	return cm, ds
+	return cm, ds, r
+}
+
+func TestDaemonSetLeastPrivilege(t *testing.T) {
+	cfg := awkward()
+	cfg.Cluster.StartupTaint = "gvisor-bootstrap.dev/runsc=not-ready:NoSchedule"
+	out, err := DaemonSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ds, r := decodeAll(t, out)
+	if len(r.role.Rules) != 1 || strings.Join(r.role.Rules[0].Resources, ",") != "nodes" || strings.Join(r.role.Rules[0].Verbs, ",") != "get,patch" || strings.Join(r.role.Rules[0].APIGroups, ",") != "" {
+		t.Errorf("ClusterRole rules %+v, want get/patch on nodes only", r.role.Rules)
+	}
+	if r.binding.RoleRef.Name != r.role.Name || len(r.binding.Subjects) != 1 || r.binding.Subjects[0].Name != r.sa.Name || r.binding.Subjects[0].Namespace != cfg.Delivery.Namespace {
+		t.Errorf("binding %+v", r.binding)
+	}
+	if r.vapb.Spec.PolicyName != r.vap.Name || len(r.vapb.Spec.ValidationActions) != 1 || r.vapb.Spec.ValidationActions[0] != admissionv1.Deny {
+		t.Errorf("policy binding %+v", r.vapb.Spec)
+	}
+	if r.vap.Spec.FailurePolicy == nil || *r.vap.Spec.FailurePolicy != admissionv1.Fail {
+		t.Error("policy does not fail closed")
+	}
+	if len(r.vap.Spec.MatchConditions) != 1 || !strings.Contains(r.vap.Spec.MatchConditions[0].Expression, "system:serviceaccount:gvisor-system:"+r.sa.Name) {
+		t.Errorf("policy matches %+v", r.vap.Spec.MatchConditions)
+	}
+	vars := map[string]string{}
+	for _, v := range r.vap.Spec.Variables {
+		vars[v.Name] = v.Expression
+	}
+	if vars["key"] != "'gvisor-bootstrap.dev/runsc'" || vars["taintKey"] != "'gvisor-bootstrap.dev/runsc'" {
+		t.Errorf("policy variables %v", vars)
+	}
+	spec := ds.Spec.Template.Spec
+	if spec.ServiceAccountName != r.sa.Name || spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("pod: serviceAccountName %q automount %v", spec.ServiceAccountName, spec.AutomountServiceAccountToken)
+	}
+	var tolerated bool
+	for _, tol := range spec.Tolerations {
+		tolerated = tolerated || (tol.Key == "gvisor-bootstrap.dev/runsc" && tol.Operator == corev1.TolerationOpExists && tol.Effect == corev1.TaintEffectNoSchedule)
+	}
+	if !tolerated {
+		t.Errorf("the pod does not tolerate the startup taint it removes: %+v", spec.Tolerations)
+	}
+	// The token only where it is used.
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		has := false
+		for _, m := range c.VolumeMounts {
+			has = has || m.Name == "kube-api-access"
+		}
+		if has != (c.Name == "reconcile") {
+			t.Errorf("container %s: token mounted = %v", c.Name, has)
+		}
+	}
+	main := spec.Containers[0]
+	if len(main.Env) != 1 || main.Env[0].Name != "NODE_NAME" || main.Env[0].ValueFrom == nil || main.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
+		t.Errorf("NODE_NAME from the downward API: %+v", main.Env)
+	}
+}
+
+func TestRuntimeClassDeliveryModes(t *testing.T) {
+	cfg := config.Default()
+	cfg.Delivery.Mode = config.DeliveryDaemonSet
+	out, err := RuntimeClass(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc nodev1.RuntimeClass
+	if err := yaml.UnmarshalStrict(out, &rc); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]string{"gvisor": "enabled", "gvisor-bootstrap.dev/runsc": "ready"}; !cmp.Equal(rc.Scheduling.NodeSelector, want) {
+		t.Errorf("daemonset delivery selects %v, want %v", rc.Scheduling.NodeSelector, want)
+	}
+	if d := cmp.Diff(wantTolerations(cfg.Cluster.Tolerations), rc.Scheduling.Tolerations); d != "" {
+		t.Errorf("tolerations (-want +got):\n%s", d)
+	}
+	for _, m := range []string{config.DeliveryImage, config.DeliveryCloudInit} {
+		cfg.Delivery.Mode = m
+		out, _ := RuntimeClass(cfg)
+		rc := nodev1.RuntimeClass{}
+		_ = yaml.UnmarshalStrict(out, &rc)
+		if _, ok := rc.Scheduling.NodeSelector["gvisor-bootstrap.dev/runsc"]; ok {
+			t.Errorf("%s delivery selects the ready label", m)
+		}
+	}
+	cfg.Delivery.Mode = ""
+	if _, err := RuntimeClass(cfg); err == nil || !strings.Contains(err.Error(), "--delivery") {
+		t.Errorf("no mode: %v", err)
+	}
 }
 
 func TestDaemonSetDecodesStrictly(t *testing.T) {
@@ -162,7 +279,9 @@ func TestDaemonSetDecodesStrictly(t *testing.T) {
 			if err := config.Decode([]byte(cm.Data["config.toml"]), &got); err != nil {
 				t.Fatalf("ConfigMap config: %v", err)
 			}
-			if d := cmp.Diff(cfg, got, cmpopts.EquateEmpty()); d != "" {
+			want := cfg
+			want.Delivery.Mode = config.DeliveryDaemonSet
+			if d := cmp.Diff(want, got, cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("ConfigMap config (-want +got):\n%s", d)
 			}
 			if cm.Namespace != cfg.Delivery.Namespace || ds.Namespace != cfg.Delivery.Namespace {
@@ -177,7 +296,7 @@ func TestDaemonSetDecodesStrictly(t *testing.T) {
 				t.Error("pod shares a host namespace")
 			}
 			if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-				t.Error("service account token is mounted; the pod never talks to the API")
+				t.Error("service account token is automounted into every container")
 			}
 			if d := cmp.Diff(cfg.Cluster.NodeSelector, spec.NodeSelector); d != "" {
 				t.Errorf("nodeSelector (-want +got):\n%s", d)
@@ -223,7 +342,7 @@ func TestDaemonSetDecodesStrictly(t *testing.T) {
 				t.Fatalf("%d containers", len(spec.Containers))
 			}
 			main := spec.Containers[0]
-			if got := strings.Join(main.Command, " "); got != "/usr/local/bin/gvisor-bootstrap run --root /host --watch" {
+			if got := strings.Join(main.Command, " "); got != "/usr/local/bin/gvisor-bootstrap run --root /host --watch --advertise" {
 				t.Errorf("main command %q", got)
 			}
 			if p := main.ReadinessProbe; p == nil || p.Exec == nil || strings.Join(p.Exec.Command, " ") != "/usr/local/bin/gvisor-bootstrap verify --root /host" {

@@ -274,7 +274,9 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 	cfg.Delivery.Image = "podsim.invalid/gvisor-bootstrap:test"
 	cm, ds := manifests(t, cfg)
 
-	pod := &Pod{Host: n.host, Rootfs: image(t), ConfigMaps: map[string]map[string]string{cm.Name: cm.Data}, NodeName: "podsim-node"}
+	api := newAPIServer(t, "podsim-node", map[string]string{"gvisor": "enabled"})
+	pod := &Pod{Host: n.host, Rootfs: image(t), ConfigMaps: map[string]map[string]string{cm.Name: cm.Data}, NodeName: "podsim-node",
+		Env: api.env(), Token: api.token, CACert: api.caPEM(), Namespace: cfg.Delivery.Namespace}
 	t.Cleanup(pod.Close)
 	spec := ds.Spec.Template.Spec
 	for _, c := range spec.InitContainers {
@@ -293,6 +295,11 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 		r := lastRun(n.host)
 		return r.Outcome == reconcile.Repaired && r.HandlerSeen
 	})
+	// Advertised only now, after the CRI verified runsc.
+	until(t, "the pod labels its Node ready", time.Minute, p, func() bool { return api.labels()["gvisor-bootstrap.dev/runsc"] == "ready" })
+	if r := lastRun(n.host); r.Advertised == nil || !*r.Advertised {
+		t.Errorf("last-run record does not say advertised: %+v", r.Advertised)
+	}
 	if got := n.sd.Restarts("containerd.service"); got != 1 {
 		t.Errorf("containerd restarted %d times through D-Bus, want 1", got)
 	}
@@ -364,10 +371,15 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 		return strings.Count(p.stdout.String(), "healthy in") > before
 	})
 
-	// SIGTERM ends the watch cleanly.
+	// The pool label goes (the node leaves the pool), then SIGTERM: the pod leaves
+	// for good and takes the ready label with it.
+	api.setLabel("gvisor", "disabled")
 	must(t, syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM))
 	if code := p.wait(t, "reconcile after SIGTERM", time.Minute); code != 0 && code != 10 {
 		t.Fatalf("reconcile exited %d after SIGTERM\n%s", code, p)
+	}
+	if l := api.labels(); l["gvisor-bootstrap.dev/runsc"] != "" || l["gvisor"] != "disabled" {
+		t.Fatalf("after SIGTERM on an unselected node the labels are %v\n%s", l, p)
 	}
 }
 

@@ -61,8 +61,11 @@ type Pod struct {
 	ConfigMaps map[string]map[string]string
 	// NodeName answers the downward API's spec.nodeName.
 	NodeName string
-	// Env is added to every container (e.g. GVB_FAULTPOINT for a test).
+	// Env is added to every container (e.g. GVB_FAULTPOINT for a test, and
+	// KUBERNETES_SERVICE_HOST/PORT as kubelet sets them).
 	Env []string
+	// Token, CACert and Namespace fill a projected service-account volume.
+	Token, CACert, Namespace string
 	// scratch holds configMap and emptyDir volumes.
 	scratch string
 	mu      sync.Mutex
@@ -176,6 +179,27 @@ func (p *Pod) volume(v corev1.Volume) (string, string, error) {
 		}
 		for k, val := range data {
 			if err := os.WriteFile(filepath.Join(src, k), []byte(val), 0o644); err != nil {
+				return "", "", err
+			}
+		}
+	case v.Projected != nil:
+		src = filepath.Join(p.scratch, v.Name)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return "", "", err
+		}
+		for _, ps := range v.Projected.Sources {
+			var name, data string
+			switch {
+			case ps.ServiceAccountToken != nil:
+				name, data = ps.ServiceAccountToken.Path, p.Token
+			case ps.ConfigMap != nil && ps.ConfigMap.Name == "kube-root-ca.crt" && len(ps.ConfigMap.Items) == 1:
+				name, data = ps.ConfigMap.Items[0].Path, p.CACert
+			case ps.DownwardAPI != nil && len(ps.DownwardAPI.Items) == 1 && ps.DownwardAPI.Items[0].FieldRef != nil && ps.DownwardAPI.Items[0].FieldRef.FieldPath == "metadata.namespace":
+				name, data = ps.DownwardAPI.Items[0].Path, p.Namespace
+			default:
+				return "", "", fmt.Errorf("projected source not emulated: %+v", ps)
+			}
+			if err := os.WriteFile(filepath.Join(src, name), []byte(data), 0o644); err != nil {
 				return "", "", err
 			}
 		}

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+)
+
+// kubeFlags say how to reach the Kubernetes API and which Node is this one.
+type kubeFlags struct {
+	kubeconfig, nodeName string
+}
+
+func (k *kubeFlags) register(fs interface {
+	StringVar(p *string, name, value, usage string)
+}) {
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig to reach the API (default: the pod's service account when in a pod), e.g. /etc/kubernetes/kubelet.conf")
+	fs.StringVar(&k.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's Node name (default $NODE_NAME, from the downward API in the DaemonSet), e.g. aks-gvisor-12345-vmss000000")
+}
+
+// advertiser builds the Advertiser from the config and the flags.
+func (k *kubeFlags) advertiser(g *Globals) (*advertise.Advertiser, error) {
+	label, err := advertise.ParseLabel(g.Config.Cluster.ReadyLabel)
+	if err != nil {
+		return nil, usageErrorf("cluster.ready_label: %v", err)
+	}
+	taint, err := advertise.ParseTaint(g.Config.Cluster.StartupTaint)
+	if err != nil {
+		return nil, usageErrorf("cluster.startup_taint: %v", err)
+	}
+	node := k.nodeName
+	if node == "" {
+		return nil, usageErrorf("no node name: pass --node-name or set NODE_NAME (the DaemonSet sets it from spec.nodeName)")
+	}
+	var cfg *rest.Config
+	if k.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", g.Root.Path(k.kubeconfig))
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reach the Kubernetes API to advertise node %s: %w; in a pod the service account token must be mounted, elsewhere pass --kubeconfig", node, err)
+	}
+	cfg.Timeout = 15 * time.Second
+	cfg.UserAgent = "gvisor-bootstrap"
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &advertise.Advertiser{Client: c, Node: node, Label: label, Taint: taint}, nil
+}
+
+// advertiseAfter sets or removes the ready label after a run, and says on the
+// report whether the node is advertised and, if not, why, in one line.
+func advertiseAfter(ctx context.Context, a *advertise.Advertiser, rep *reconcile.Report) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	yes := false
+	switch {
+	case rep.Outcome != reconcile.Failed && rep.Served:
+		if err = a.Ready(ctx); err == nil {
+			yes = true
+		} else {
+			rep.NotAdvertised = "not advertised: " + err.Error()
+		}
+	case rep.Outcome == reconcile.Failed:
+		rep.NotAdvertised = "not advertised: the last run failed: " + firstLine(rep.Error)
+		err = a.NotReady(ctx)
+		if err != nil {
+			rep.NotAdvertised += "; and removing the label failed: " + err.Error()
+		}
+	default:
+		// Not verified through the CRI (containerd not up yet): leave the label as
+		// it is; the next run decides.
+		rep.NotAdvertised = fmt.Sprintf("not advertised by this run: runsc not verified through the CRI yet (containerd %s)", rep.Containerd)
+		if ok, gerr := a.Advertised(ctx); gerr == nil {
+			yes = ok
+		}
+	}
+	rep.Advertised = &yes
+	if yes {
+		rep.NotAdvertised = ""
+	}
+	return err
+}
+
+// unadvertiseOnExit removes the label when the pod ends for good: its node is no
+// longer selected by the DaemonSet (a node pool relabelled, a NoExecute taint).
+func unadvertiseOnExit(g *Globals, a *advertise.Advertiser) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var tol []corev1.Toleration
+	for _, t := range g.Config.Cluster.Tolerations {
+		tol = append(tol, corev1.Toleration{Key: t.Key, Operator: corev1.TolerationOperator(t.Operator), Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})
+	}
+	sel, why, err := a.Selected(ctx, g.Config.Cluster.NodeSelector, tol)
+	log := g.logger()
+	switch {
+	case err != nil:
+		log.Warn("stopping: could not tell whether this node is still selected; the label stays", "error", err)
+	case sel:
+		log.Info("stopping; the node is still selected, so the label stays (a rollout or a restart)")
+	default:
+		if err := a.NotReady(ctx); err != nil {
+			log.Error("stopping: the node is no longer selected but removing the label failed", "why", why, "error", err)
+			return
+		}
+		log.Info("stopping: the node is no longer selected: removed the ready label", "why", why, "label", a.Label.Key)
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
