@@ -3,6 +3,8 @@ package containerd
 import (
 	"bytes"
 	"fmt"
+
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // The backup is the main config as it was before this tool first changed it, kept
@@ -26,9 +28,10 @@ func (c *Configurator) planBackup(p *Plan, old []byte, existed bool) error {
 	if !touchesMain {
 		return nil
 	}
-	patched, err := HasRunsc(old)
-	if err != nil || patched {
-		return err
+	// A file this tool already patched carries its marker; a runsc table of
+	// the user's own is part of the original and kept in the backup.
+	if bytes.Contains(old, []byte(markerPrefix)) {
+		return nil
 	}
 	cur, had, err := c.readNode(c.Containerd.BackupPath)
 	if err != nil {
@@ -61,6 +64,7 @@ func (c *Configurator) PlanRemove() (Plan, error) {
 			return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 		}
 		out = c.withoutOwnImport(out)
+		out = defaultRuntimeBackToRunc(out)
 		if backup, ok := c.restorableBackup(old, out); ok {
 			out = backup
 		}
@@ -155,4 +159,34 @@ func (c *Configurator) withoutOwnImport(data []byte) []byte {
 		}
 	}
 	return data
+}
+
+// defaultRuntimeBackToRunc: a config whose default_runtime_name names a handler
+// that is gone is refused by containerd's CRI; with runsc removed, the default
+// goes back to containerd's own, runc.
+func defaultRuntimeBackToRunc(data []byte) []byte {
+	doc, err := parseDocument("config", data)
+	if err != nil {
+		return data
+	}
+	var edits []textEdit
+	for _, s := range doc.stmts {
+		n := len(s.path)
+		if s.kind != unstable.KeyValue || n < 2 || s.path[n-1] != "default_runtime_name" || s.path[n-2] != "containerd" {
+			continue
+		}
+		v, _ := lookup(doc.tree, s.path)
+		if name, _ := v.(string); name != HandlerRunsc && name != HandlerRunscKVM {
+			continue
+		}
+		if _, still := lookup(doc.tree, append(append([]string{}, s.path[:n-1]...), "runtimes", v.(string))); still {
+			continue
+		}
+		key := dottedKey(s.path[len(s.table):], false)
+		edits = append(edits, textEdit{start: s.start, end: s.end, text: matchLineEnds(data, s.indent+key+" = \"runc\" # was "+tomlString(v.(string))+", removed by gvisor-bootstrap uninstall\n")})
+	}
+	if len(edits) == 0 {
+		return data
+	}
+	return applyEdits(data, edits)
 }

@@ -59,7 +59,7 @@ func (c *Configurator) describeHandlers(data []byte, d Dialect) []Problem {
 	add := func(format string, a ...any) {
 		probs = append(probs, Problem{Path: path, What: fmt.Sprintf(format, a...), Fix: fixConfigure})
 	}
-	for _, h := range c.wanted() {
+	for _, h := range withUserKeys(doc.tree, d, c.wanted()) {
 		got, ok := lookup(doc.tree, d.HandlerPath(h.Name))
 		if !ok {
 			add("runtime handler %q is not registered in [%s.%s]", h.Name, d.RuntimeTable, h.Name)

@@ -455,6 +455,15 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err != nil {
 		return err
 	}
+	// The user's own keys of the handler tables move with them: from the
+	// root's tables, else from the drop-in written before.
+	keysFrom := doc.tree
+	if dd, err := parseDocument(c.Root.Path(dropin), oldDrop); err == nil && dropExisted {
+		if _, inRoot := lookup(doc.tree, d.HandlerPath(HandlerRunsc)); !inRoot {
+			keysFrom = dd.tree
+		}
+	}
+	wanted = withUserKeys(keysFrom, d, wanted)
 	c.change(p, dropin, oldDrop, dropExisted, renderDropin(d, wanted), 0o644, "register the runsc runtime handler (drop-in)")
 	c.change(p, cfgPath, old, existed, root, 0o644, "import the runsc drop-in")
 	p.RestartNeeded = len(p.Changes) > n

@@ -127,7 +127,7 @@ func ensureImports(doc *document, rootPath, p string, single bool) ([]byte, bool
 	}
 	delete(a, "imports")
 	delete(b, "imports")
-	if !cmp.Equal(a, b, cmpopts.EquateNaNs()) {
+	if !treesEqual(a, b) {
 		return nil, false, fmt.Errorf("refusing the imports edit: it would change other settings (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
 	}
 	return out, true, nil

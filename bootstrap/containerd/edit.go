@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -37,10 +38,56 @@ type Handler struct {
 	// RuntimePath is the shim's absolute path when containerd would not find it
 	// on its PATH ("" otherwise).
 	RuntimePath string
+	// Extra are the keys of the user's own table for this handler that this
+	// tool does not own (pod_annotations, other options, ...): they are kept.
+	Extra map[string]any
+}
+
+// withUserKeys carries the keys of an existing handler table (in the dialect's
+// family first, else any) that this tool does not own into the wanted handlers.
+func withUserKeys(tree map[string]any, d Dialect, wanted []Handler) []Handler {
+	out := make([]Handler, len(wanted))
+	for i, h := range wanted {
+		out[i] = h
+		fams := append([]family{d.family}, allFamilies...)
+		for _, f := range fams {
+			got, ok := lookup(tree, f.Handler(h.Name))
+			m, isMap := got.(map[string]any)
+			if !ok || !isMap {
+				continue
+			}
+			extra := deepCopy(m).(map[string]any)
+			for _, k := range ownedKeys {
+				deletePath(extra, k)
+			}
+			if len(extra) > 0 {
+				out[i].Extra = extra
+			}
+			break
+		}
+	}
+	return out
 }
 
 // want is the handler's table as containerd's decoder sees it.
 func (h Handler) want() map[string]any {
+	m := map[string]any{}
+	if h.Extra != nil {
+		m = deepCopy(h.Extra).(map[string]any)
+	}
+	opts, _ := m["options"].(map[string]any)
+	if opts == nil {
+		opts = map[string]any{}
+	}
+	opts["TypeUrl"], opts["ConfigPath"] = OptionsTypeURL, h.OptionsPath
+	m["runtime_type"], m["options"] = RuntimeType, opts
+	if h.RuntimePath != "" {
+		m["runtime_path"] = h.RuntimePath
+	}
+	return m
+}
+
+func (h Handler) ownedOnly() map[string]any {
 	m := map[string]any{
 		"runtime_type": RuntimeType,
 		"options": map[string]any{
@@ -66,6 +113,7 @@ type textEdit struct {
 // unchanged (no reformatting of our own block). Every result is checked: it parses,
 // holds the wanted handlers, and equals the input everywhere else.
 func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, error) {
+	wanted = withUserKeys(doc.tree, d, wanted)
 	if satisfied(doc.tree, d, wanted) {
 		return doc.data, false, nil
 	}
@@ -285,17 +333,43 @@ func handlerBlock(d Dialect, wanted []Handler, indent string) string {
 			b.WriteString("\n")
 		}
 		path := d.HandlerPath(h.Name)
-		fmt.Fprintf(&b, "%s%s gVisor runtime handler %q; changes here are replaced on the next run.\n", indent, markerPrefix, h.Name)
+		fmt.Fprintf(&b, "%s%s gVisor runtime handler %q; it owns runtime_type, runtime_path and options.TypeUrl/ConfigPath, other keys are kept.\n", indent, markerPrefix, h.Name)
 		fmt.Fprintf(&b, "%s%s\n", indent, header(path, d.SingleQuotes))
 		fmt.Fprintf(&b, "%sruntime_type = %s\n", inner, str(RuntimeType))
 		if h.RuntimePath != "" {
 			fmt.Fprintf(&b, "%sruntime_path = %s\n", inner, str(h.RuntimePath))
 		}
+		extraOpts, _ := h.Extra["options"].(map[string]any)
+		writeKeys(&b, inner, h.Extra, "options")
 		fmt.Fprintf(&b, "%s%s\n", optIndent, header(append(path, "options"), d.SingleQuotes))
 		fmt.Fprintf(&b, "%s  TypeUrl = %s\n", optIndent, str(OptionsTypeURL))
 		fmt.Fprintf(&b, "%s  ConfigPath = %s\n", optIndent, str(h.OptionsPath))
+		writeKeys(&b, optIndent+"  ", extraOpts, "")
 	}
 	return b.String()
+}
+
+// writeKeys writes the user's keys of a handler table (sorted, tables inline),
+// skipping one key.
+func writeKeys(b *strings.Builder, indent string, m map[string]any, skip string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != skip {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var buf bytes.Buffer
+		enc := toml.NewEncoder(&buf)
+		enc.SetTablesInline(true)
+		if err := enc.Encode(map[string]any{k: m[k]}); err != nil {
+			continue // verifyEdit then refuses the edit: the key would be lost
+		}
+		for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+			b.WriteString(indent + line + "\n")
+		}
+	}
 }
 
 // applyEdits applies non-overlapping edits (insertions before deletions at the
@@ -343,7 +417,7 @@ func verifyEdit(before map[string]any, out []byte, d Dialect, wanted []Handler, 
 		}
 		deletePath(b, runc)
 	}
-	if !cmp.Equal(a, b, cmpopts.EquateNaNs()) {
+	if !treesEqual(a, b) {
 		return fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
 	}
 	return nil

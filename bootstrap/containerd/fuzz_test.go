@@ -69,7 +69,7 @@ func FuzzEdit(f *testing.F) {
 			}
 			runsc := d.HandlerPath(HandlerRunsc)
 			got, ok := lookup(after, runsc)
-			if !ok || !cmp.Equal(got, wanted[0].want()) {
+			if !ok || !cmp.Equal(got, withUserKeys(before, d, wanted)[0].want()) {
 				t.Fatalf("runsc not registered as wanted in %s: %v\n%s", d.RuntimeTable, got, out)
 			}
 			_, hadRuntimes := lookup(before, d.RuntimesPath())

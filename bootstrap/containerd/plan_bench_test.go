@@ -1,0 +1,54 @@
+package containerd
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// bigConfig is a containerd config of about size bytes: AKS's shape plus many
+// registry mirror tables and an unrelated array nested depth deep.
+func bigConfig(size, depth int) []byte {
+	var b strings.Builder
+	b.WriteString("version = 2\n")
+	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n")
+	b.WriteString("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n")
+	if depth > 0 {
+		b.WriteString("[plugins.\"io.example.deep\"]\n  x = " + strings.Repeat("[", depth) + "1" + strings.Repeat("]", depth) + "\n")
+	}
+	for i := 0; b.Len() < size; i++ {
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"registry-%d.example.com\"]\n  endpoint = [\"https://mirror-%d.example.com\", \"https://registry-%d.example.com\"]\n", i, i, i)
+	}
+	return []byte(b.String())
+}
+
+func benchPlan(b *testing.B, data []byte, version string) {
+	node := newScratchNode(&testing.T{}, mustVersionB(b, version), "")
+	if err := os.WriteFile(node.configPath(), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := node.C.Plan(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func mustVersionB(b *testing.B, s string) Version {
+	v, err := ParseVersion(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+// Planning is on the kubelet gate's path: the goal is at most 100 ms per MiB of
+// config (containerd itself parses these in milliseconds).
+func BenchmarkPlan5MB(b *testing.B)           { benchPlan(b, bigConfig(5<<20, 0), "2.3.7") }
+func BenchmarkPlanDeepArray25(b *testing.B)   { benchPlan(b, bigConfig(4<<10, 25), "2.3.7") }
+func BenchmarkPlanDeepArray5000(b *testing.B) { benchPlan(b, bigConfig(4<<10, 5000), "2.3.7") }
+
+func BenchmarkPlan500K(b *testing.B) { benchPlan(b, bigConfig(500<<10, 0), "2.3.7") }
