@@ -185,3 +185,33 @@ func TestFailedAttemptIsNotRepeated(t *testing.T) {
 		t.Fatalf("changed input within the back-off: %+v", rep)
 	}
 }
+
+// containerd releases that hang deleting gVisor pods are named by run (journal
+// and metrics), verify and status; they do not fail the node.
+func TestKnownBadContainerdIsWarnedAbout(t *testing.T) {
+	root, rel := t.TempDir(), serveRelease(t)
+	dir := t.TempDir()
+	if err := fsroot.New(root).WriteFile("/etc/gvisor-bootstrap/config.toml", []byte("[metrics]\ntextfile_dir = \""+dir+"\"\n"), fsroot.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	args := func(cmd string, v string) []string {
+		return []string{cmd, "--root", root, "--release-url", "file://" + rel, "--containerd-version", v}
+	}
+	code, _, errs := runMain(t, args("run", "2.0.5")...)
+	if code != ExitRepaired || !strings.Contains(errs, "#11708") {
+		t.Fatalf("run on 2.0.5: exit %d\n%s", code, errs)
+	}
+	prom, _ := fsroot.New(root).ReadFile(dir + "/gvisor_bootstrap.prom")
+	if !strings.Contains(string(prom), "gvisor_bootstrap_warnings 1") {
+		t.Fatalf("metrics do not count the warning:\n%s", prom)
+	}
+	if _, out, _ := runMain(t, args("verify", "2.1.1")...); !strings.Contains(out, "WARNING: containerd 2.1.1 hangs deleting gVisor pods") {
+		t.Fatalf("verify on 2.1.1:\n%s", out)
+	}
+	if _, out, _ := runMain(t, args("status", "2.1.1")...); !strings.Contains(out, "WARNING: containerd 2.1.1") {
+		t.Fatalf("status on 2.1.1:\n%s", out)
+	}
+	if _, out, _ := runMain(t, args("status", "2.1.2")...); strings.Contains(out, "WARNING: containerd") {
+		t.Fatalf("status warns about 2.1.2, which is fixed:\n%s", out)
+	}
+}

@@ -31,6 +31,7 @@ type statusView struct {
 	RuntimeNote string            `json:"runtime_note,omitempty"`
 	LastRun     *reconcile.Record `json:"last_run,omitempty"`
 	Errors      []string          `json:"errors,omitempty"`
+	Warnings    []string          `json:"warnings,omitempty"`
 }
 
 func init() {
@@ -69,6 +70,9 @@ func collectStatus(ctx context.Context, g *Globals) statusView {
 		v.Errors = append(v.Errors, verr.Error())
 	} else {
 		v.ContainerdVersion = ver.String()
+		if w := containerd.KnownBad(ver); w != "" {
+			v.Warnings = append(v.Warnings, w)
+		}
 	}
 	if data, err := g.Root.ReadFile(g.Config.Containerd.ConfigPath); err != nil {
 		v.Errors = append(v.Errors, err.Error())
@@ -141,6 +145,9 @@ func printStatus(w io.Writer, v statusView) {
 		}
 	} else {
 		fmt.Fprintln(w, "last run:           none since boot")
+	}
+	for _, m := range v.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", m)
 	}
 	for _, e := range v.Errors {
 		fmt.Fprintf(w, "warning: %s\n", e)

@@ -18,7 +18,9 @@ type verifyResult struct {
 	Problems       []reconcile.Problem `json:"problems"`
 	RuntimeChecked bool                `json:"runtime_checked"`
 	RuntimeNote    string              `json:"runtime_note,omitempty"`
-	Advertised     string              `json:"advertised,omitempty"`
+	// Warnings do not fail verify: gVisor pods start, with known bugs.
+	Warnings   []string `json:"warnings,omitempty"`
+	Advertised string   `json:"advertised,omitempty"`
 }
 
 func init() {
@@ -62,6 +64,7 @@ func verifyNode(ctx context.Context, g *Globals, deep bool) verifyResult {
 	} else {
 		conf = newConfigurator(g, v, log)
 		res.Problems = append(res.Problems, conf.Problems()...)
+		res.Warnings = append(res.Warnings, conf.Warnings()...)
 	}
 	st, note := runtimeStatus(ctx, g)
 	if note != "" {
@@ -113,6 +116,9 @@ func printVerify(w io.Writer, res verifyResult) {
 			fmt.Fprintf(w, "\n  fix: %s", p.Fix)
 		}
 		fmt.Fprintln(w)
+	}
+	for _, m := range res.Warnings {
+		fmt.Fprintln(w, "WARNING: "+m)
 	}
 	if res.RuntimeNote != "" {
 		fmt.Fprintln(w, "note: "+res.RuntimeNote)

@@ -133,3 +133,12 @@ func (p Plan) Summary() string {
 	}
 	return s
 }
+
+// Warnings are what is wrong but does not stop gVisor pods from starting (a
+// containerd release with known gVisor bugs).
+func (c *Configurator) Warnings() []string {
+	if w := KnownBad(c.Version); w != "" {
+		return []string{w}
+	}
+	return nil
+}

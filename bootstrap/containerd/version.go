@@ -89,3 +89,13 @@ func CheckSupported(v Version) error {
 	}
 	return nil
 }
+
+// KnownBad says why a containerd release that works with the shim should still
+// be upgraded ("" when none is known): 2.0.0 to 2.0.5 and 2.1.0 to 2.1.1 hang
+// deleting gVisor pods (containerd #11708, #11871; fixed in 2.0.6 and 2.1.2).
+func KnownBad(v Version) string {
+	if v.Major == 2 && (v.Minor == 0 && v.Patch <= 5 || v.Minor == 1 && v.Patch <= 1) {
+		return fmt.Sprintf("containerd %s hangs deleting gVisor pods (containerd issues #11708 and #11871): upgrade containerd to 2.0.6, 2.1.2 or later", v)
+	}
+	return ""
+}

@@ -82,8 +82,11 @@ type Report struct {
 	// registered (cri.Status.CheckServed), not just under its name.
 	Served   bool      `json:"handler_served"`
 	Problems []Problem `json:"problems,omitempty"`
-	Error    string    `json:"error,omitempty"`
-	DryRun   bool      `json:"dry_run,omitempty"`
+	// Warnings are known problems that do not stop gVisor pods (a containerd
+	// release with gVisor bugs); they are logged and counted in the metrics.
+	Warnings []string `json:"warnings,omitempty"`
+	Error    string   `json:"error,omitempty"`
+	DryRun   bool     `json:"dry_run,omitempty"`
 	// Advertised says whether the DaemonSet's run left the Node labelled ready
 	// (nil: this run does not advertise, e.g. on the host); NotAdvertised says why
 	// not, in one line.
@@ -205,6 +208,12 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 			if err := r.mayRestart(r.attemptKey(pre), time.Now()); err != nil {
 				return fail(fmt.Errorf("configure containerd: %w", err))
 			}
+		}
+	}
+	if w, ok := r.Conf.(Warner); ok {
+		for _, msg := range w.Warnings() {
+			r.Log.Warn(msg)
+			rep.Warnings = append(rep.Warnings, msg)
 		}
 	}
 	change, err := r.Conf.Ensure(opt.DryRun)

@@ -84,6 +84,7 @@ func metrics(rec Record) []byte {
 		fmt.Fprintf(&b, "gvisor_bootstrap_last_run_result{result=%q} %d\n", o, v)
 	}
 	fmt.Fprintf(&b, "# HELP gvisor_bootstrap_repairs_total Runs that changed the node since boot.\n# TYPE gvisor_bootstrap_repairs_total counter\ngvisor_bootstrap_repairs_total %d\n", rec.RepairsTotal)
+	fmt.Fprintf(&b, "# HELP gvisor_bootstrap_warnings Known problems that do not stop gVisor pods (e.g. a containerd release with gVisor bugs); see the journal or `gvisor-bootstrap status`.\n# TYPE gvisor_bootstrap_warnings gauge\ngvisor_bootstrap_warnings %d\n", len(rec.Warnings))
 	fmt.Fprintf(&b, "# HELP gvisor_bootstrap_release_info The installed gVisor release.\n# TYPE gvisor_bootstrap_release_info gauge\ngvisor_bootstrap_release_info{release=%q} 1\n", rec.Release)
 	return b.Bytes()
 }

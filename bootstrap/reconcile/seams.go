@@ -61,3 +61,10 @@ type ConfigChange struct {
 	// attempt with the same input is not repeated.
 	Fingerprint string
 }
+
+// Warner is implemented by seams that know of problems that do not stop gVisor
+// pods (containerd releases with known gVisor bugs): they go into the journal,
+// the report and the metrics.
+type Warner interface {
+	Warnings() []string
+}
