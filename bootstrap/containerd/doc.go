@@ -24,10 +24,23 @@
 //   - containerd 1.x replaces its built-in runtimes with the file's list: a file that
 //     lists no runtime gets the built-in runc written out next to runsc.
 //
+// # The config containerd loads
+//
+// The plan reads the whole config containerd loads — the file its unit starts
+// it with (--config, CONTAINERD_CONFIG), then every import in containerd's load
+// order — and simulates that release's merge (effective.go: 1.x replaces plugin
+// sections, 2.0 to 2.2 merge then migrate once, 2.3+ migrate each file). The
+// naming of the file it writes is the first whose simulated result loads the
+// handlers as wanted and everything else as before; an imported file that
+// would override the handlers is refused up front, naming it. The tests check
+// the same with `config dump` of real 1.7, 2.0, 2.1, 2.2, 2.3 and 2.4.
+//
 // # Editing
 //
 // The editor works on the file's text: it removes every statement that defines
-// keys under the managed handlers (runsc, runsc-kvm) in any naming — [tables],
+// keys under the managed handlers (runsc, runsc-kvm) in any naming (keeping the
+// values of keys it does not own: runtime_type, runtime_path, options.TypeUrl
+// and options.ConfigPath are the tool's, pod_annotations and the rest the user's) — [tables],
 // dotted keys, inline values — and inserts one canonical block after the last
 // runtime table (else at the end), in the file's quoting, indentation and line
 // ends. Comments, order, quoting and dotted keys elsewhere survive byte for byte.
