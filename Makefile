@@ -1,7 +1,8 @@
 # gvisor-bootstrap — see README.md.
 SHELL := /bin/bash
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cli.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cli.Version=$(VERSION) \
+  -X github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config.ImageTag=$(VERSION)
 GO_BUILD := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 CACHE := $(CURDIR)/.cache
 export GVB_TEST_BIN := $(CACHE)/bin
@@ -50,7 +51,18 @@ e2e-quick: build tools ## the stand-in scenarios 1-6 only (a kubelet stand-in, n
 demo: build tools tools-k8s ## a real cluster: one node joins from customData, a pod runs in gVisor
 	test/e2e/run.sh --demo
 
-image: ## build the Azure Compute Gallery image (needs Azure credentials; see packer/README.md)
+# The DaemonSet's image, without docker: an OCI index (linux/amd64 + linux/arm64) of the
+# static binary and CA certificates, tagged $(VERSION), reproducible for a commit
+# (SOURCE_DATE_EPOCH = its time). bin/gvisor-bootstrap-image.tar is an OCI layout
+# tarball (`ctr -n k8s.io images import bin/gvisor-bootstrap-image.tar`); REGISTRY=host/repo pushes.
+IMAGE_REPO ?= ghcr.io/gvisor-bootstrap/gvisor-bootstrap
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+image: build-all ## the DaemonSet's OCI image (bin/gvisor-bootstrap-image.tar); REGISTRY=... also pushes
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) go run ./cmd/gvisor-bootstrap-image --tag $(VERSION) --repository $(IMAGE_REPO) \
+	  --binary amd64=bin/gvisor-bootstrap-linux-amd64 --binary arm64=bin/gvisor-bootstrap-linux-arm64 \
+	  --layout bin/oci --tar bin/gvisor-bootstrap-image.tar $(if $(REGISTRY),--push $(REGISTRY))
+
+azure-image: ## build the Azure Compute Gallery image (needs Azure credentials; see packer/README.md)
 	packer/build-azure.sh
 
 render: build ## regenerate the committed manifests/ and cloud-init/ from the defaults

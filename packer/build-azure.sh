@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the gVisor node image in Azure and publishes it as an Azure Compute Gallery
-# image version (and, with MANAGED_IMAGE_NAME, also a managed image). `make image` runs
+# image version (and, with MANAGED_IMAGE_NAME, also a managed image). `make azure-image` runs
 # it. It uses YOUR credentials: log in with `az login` first, or export a service
 # principal as ARM_CLIENT_ID / ARM_CLIENT_SECRET / ARM_TENANT_ID.
 #

@@ -199,7 +199,7 @@ func Default() Config {
 		Delivery: Delivery{
 			Namespace: "kube-system",
 			Mode:      DeliveryCloudInit,
-			Image:     "ghcr.io/gvisor-bootstrap/gvisor-bootstrap:latest",
+			Image:     DefaultImage(),
 		},
 	}
 }
@@ -217,6 +217,15 @@ func (c Config) NodePaths() nodepaths.Settings {
 		KVM:              c.Runsc.Platform == "kvm" || c.Runsc.KVMHandler,
 	}
 }
+
+// ImageRepository is the DaemonSet image's repository; ImageTag is this build's
+// version (set by the Makefile's ldflags, as `make image` tags the image it builds).
+const ImageRepository = "ghcr.io/gvisor-bootstrap/gvisor-bootstrap"
+
+var ImageTag = "dev"
+
+// DefaultImage is the image `make image` builds for this version: never :latest.
+func DefaultImage() string { return ImageRepository + ":" + ImageTag }
 
 // Load reads the config file at nodePath under root. A missing file yields the
 // defaults; unknown keys and invalid TOML are errors naming the key or the position.

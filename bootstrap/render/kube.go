@@ -138,7 +138,7 @@ func DaemonSet(cfg config.Config) ([]byte, error) {
 		return nil, err
 	}
 	if d.Image == "" {
-		return nil, fmt.Errorf("render daemonset: delivery.image is empty: give the image built from manifests/Containerfile (--image REGISTRY/gvisor-bootstrap:TAG)")
+		return nil, fmt.Errorf("render daemonset: delivery.image is empty: give the image `make image` builds (--image REGISTRY/gvisor-bootstrap:TAG)")
 	}
 	p, err := poolOf(cfg.Cluster)
 	if err != nil {
