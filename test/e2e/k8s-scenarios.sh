@@ -524,7 +524,7 @@ EOF
 # this scenario is PENDING (exit 2), never a pass.
 scenario_k8s-daemonset() {
   local s=k8s-daemonset
-  note $s "pending: needs the restricted DaemonSet and its OCI image (issue 12), not on main yet"
+  note $s "pending: not built yet (make image landed in 3b8d1c0; the image must reach the node without the internet and the node label after verification is needed)"
   return 2
 }
 
