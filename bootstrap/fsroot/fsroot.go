@@ -41,8 +41,7 @@ func (r Root) IsHost() bool { return r.dir == "/" }
 // R/elsewhere, never to the host's /elsewhere. The last component is followed too:
 // Path is what open(2) on the node reads. Relative paths are taken as relative to
 // the node's "/". Missing components are kept as written (a file about to be
-// created). On the host's own root the kernel already resolves this way, so the
-// path is only cleaned.
+// created). The host's own root resolves the same way.
 //
 // Resolution happens at each call; it protects against symlinks present on the
 // node (images, other agents, a misconfigured host), not against a process that
@@ -70,9 +69,9 @@ func (r Root) LinkPath(nodePath string) string {
 // Resolve is Path with the error: a symlink loop, or a component that cannot be
 // read, is an error instead of a guess.
 func (r Root) Resolve(nodePath string) (string, error) {
-	if r.dir == "/" {
-		return r.lexical(nodePath), nil
-	}
+	// On the host's own root too: callers compare resolved paths (the release's
+	// .gvisor-current link against its directory), so "/" must resolve exactly as
+	// a temporary root does, not only be cleaned.
 	p, err := securejoin.SecureJoin(r.dir, filepath.Join("/", nodePath))
 	if err != nil {
 		return "", fmt.Errorf("resolve %s under the root %s: %w", filepath.Join("/", nodePath), r.dir, err)

@@ -185,3 +185,28 @@ func TestSymlinkLoopFailsClosed(t *testing.T) {
 		t.Fatal("Path of a loop resolved")
 	}
 }
+
+// On a real node (--root /) Path follows links as on a temporary root: the
+// installed release is found through its .gvisor-current link (the e2e's baked
+// node re-downloaded on every boot when "/" was only cleaned).
+func TestHostRootPathFollowsSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "release.1")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("release.1", filepath.Join(dir, ".current")); err != nil {
+		t.Fatal(err)
+	}
+	host := New("/")
+	want, _ := filepath.EvalSymlinks(target)
+	if got := host.Path(filepath.Join(dir, ".current")); got != want {
+		t.Fatalf("Path on / = %s, want %s", got, want)
+	}
+	if got := host.LinkPath(filepath.Join(dir, ".current")); filepath.Base(got) != ".current" {
+		t.Fatalf("LinkPath on / followed the link: %s", got)
+	}
+	if got := host.Path(filepath.Join(dir, "missing/file")); got != filepath.Join(filepath.Dir(want), "missing/file") {
+		t.Fatalf("Path on / of a missing file = %s", got)
+	}
+}
