@@ -45,7 +45,9 @@ func bigRelease(e *env) {
 	e.srv.AddBundle(rel1, arch, files)
 }
 
-func TestProgressBarOnTerminal(t *testing.T) {
+// installOnTerminal installs a big release with a pseudo-terminal as the progress
+// writer; it returns the env and what was drawn on the terminal.
+func installOnTerminal(t *testing.T) (*env, string) {
 	e := newEnv(t)
 	bigRelease(e)
 	master, slave := openPTY(t)
@@ -59,6 +61,12 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	slave.Close()
 	master.Close()
 	wg.Wait()
+	return e, buf.String()
+}
+
+func TestProgressBarOnTerminal(t *testing.T) {
+	e, tty := installOnTerminal(t)
+	buf := bytes.NewBufferString(tty)
 	if out := buf.String(); !strings.Contains(out, "gvisor.tar.bz2") || !strings.Contains(out, "100%") || !strings.Contains(out, "MB") {
 		t.Errorf("no progress bar on the terminal:\n%q", out)
 	}
@@ -91,19 +99,8 @@ func TestNoProgressBarOnASystemdUnitsTerminal(t *testing.T) {
 	for _, env := range []string{"INVOCATION_ID", "JOURNAL_STREAM"} {
 		t.Run(env, func(t *testing.T) {
 			t.Setenv(env, "1")
-			e := newEnv(t)
-			bigRelease(e)
-			master, slave := openPTY(t)
-			var buf bytes.Buffer
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() { defer wg.Done(); _, _ = io.Copy(&buf, master) }()
-			in := e.installer(rel1)
-			in.Progress = slave
-			e.install(in)
-			slave.Close()
-			master.Close()
-			wg.Wait()
+			e, tty := installOnTerminal(t)
+			buf := bytes.NewBufferString(tty)
 			if buf.Len() != 0 {
 				t.Errorf("drew on the unit's terminal: %q", buf.String())
 			}
