@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/units"
 )
@@ -119,7 +120,7 @@ func uninstallNode(ctx context.Context, g *Globals, force bool) (uninstallResult
 	if g.DryRun {
 		return res, nil
 	}
-	for _, p := range []string{reconcile.LastRunPath, reconcile.FailedAttemptPath, g.Config.Containerd.BackupPath} {
+	for _, p := range []string{reconcile.LastRunPath, reconcile.FailedAttemptPath, release.FailedDownloadPath, g.Config.Containerd.BackupPath} {
 		if g.Root.Exists(p) {
 			if err := g.Root.Remove(p); err != nil {
 				return res, err

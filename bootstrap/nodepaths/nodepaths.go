@@ -34,6 +34,11 @@ const (
 	// LastRun is the last run's record (tmpfs: recording a healthy boot writes
 	// nothing to disk).
 	LastRun = RunDir + "/last-run.json"
+	// FailedAttempt remembers a run that restarted containerd and failed;
+	// FailedDownload, a release artifact that failed verification. Both keep the
+	// kubelet gate's retries from repeating the same failure in a loop.
+	FailedAttempt  = RunDir + "/failed-attempt.json"
+	FailedDownload = RunDir + "/failed-download.json"
 
 	// StateDir holds what survives reboots: the install record and the backup of
 	// containerd's original config.
@@ -146,7 +151,7 @@ func Table(s Settings) []Entry {
 	t := []Entry{
 		{What: "the tool's config", Paths: []string{ToolConfig}, Mount: ToolConfigDir, Kind: DirOrCreate,
 			Access: map[Role]Access{RoleConfig: Write, RoleInstall: Read, RoleReconcile: Read}},
-		{What: "locks and the last-run record (root-only, tmpfs)", Paths: []string{RunLock, InstallLock, LastRun}, Mount: RunDir, Kind: DirOrCreate,
+		{What: "locks and the last-run record (root-only, tmpfs)", Paths: []string{RunLock, InstallLock, LastRun, FailedAttempt, FailedDownload}, Mount: RunDir, Kind: DirOrCreate,
 			Access: rw(RoleInstall, RoleReconcile)},
 		{What: "the gVisor release (runsc, shim, gvisor-bin/)", Paths: []string{s.BinDir}, Mount: s.BinDir, Kind: DirOrCreate,
 			Access: rw(RoleInstall, RoleReconcile)},

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
@@ -22,7 +21,7 @@ import (
 // after a pause that doubles with each consecutive failure.
 
 // FailedAttemptPath is on /run: a reboot is a fresh start.
-var FailedAttemptPath = path.Join(nodepaths.RunDir, "failed-attempt.json")
+var FailedAttemptPath = nodepaths.FailedAttempt
 
 // backoffBase and backoffMax bound the pause between attempts that restart
 // containerd after failures (variables for tests).

@@ -106,6 +106,11 @@ func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl
 	}
 	artURL := fileURL(src, name)
 	artPath := filepath.Join(dl, name)
+	if err == nil {
+		if nerr := i.mayFetch(name, artURL, wantDigest); nerr != nil {
+			return "", nil, nerr
+		}
+	}
 	var got string
 	var staged map[string]string
 	var ferr error
@@ -125,8 +130,11 @@ func (i *Installer) fetchArtifact(ctx context.Context, f *fetcher, src, name, dl
 		return "", nil, err // the artifact exists but has no checksum
 	}
 	if got != wantDigest {
-		return "", nil, &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
+		cerr := &ChecksumError{Name: name, URL: artURL, Want: wantDigest, Got: got, WantFrom: from}
+		i.recordFetch(name, artURL, wantDigest, cerr)
+		return "", nil, cerr
 	}
+	i.recordFetch(name, artURL, wantDigest, nil)
 	i.log().Info("verified", "file", name, "sha512", got, "against", redactFrom(from))
 	return got, staged, nil
 }
