@@ -1,6 +1,10 @@
 package containerd
 
-import "fmt"
+import (
+	"fmt"
+	"reflect"
+	"time"
+)
 
 // The config containerd loads is the main file merged with its imports, in an
 // order and with migrations that depend on the release (read from containerd's
@@ -246,6 +250,11 @@ func treesEqual(a, b any) bool {
 	case float64:
 		y, ok := b.(float64)
 		return ok && (x == y || x != x && y != y)
+	case time.Time:
+		// Each decode makes its own *time.Location for an offset: compare the
+		// instant and the zone, not the pointer.
+		y, ok := b.(time.Time)
+		return ok && reflect.DeepEqual(x, y)
 	default:
 		return a == b
 	}

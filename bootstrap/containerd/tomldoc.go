@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -54,23 +53,25 @@ func (e *TOMLError) Error() string {
 	return fmt.Sprintf("%s: invalid TOML at line %d, column %d: %s; fix the file (nothing was changed)", e.Path, e.Line, e.Column, e.Msg)
 }
 
-// parseDocument validates data as TOML and records every statement's position.
+// parseDocument validates data as TOML, records every statement's position and
+// builds the value tree, in one pass over the parser's expressions (tomltree.go).
 // name is used in errors.
 func parseDocument(name string, data []byte) (*document, error) {
-	doc := &document{data: data, tree: map[string]any{}}
-	if err := toml.Unmarshal(data, &doc.tree); err != nil {
-		var de *toml.DecodeError
-		if errors.As(err, &de) {
-			line, col := de.Position()
-			return nil, &TOMLError{Path: name, Line: line, Column: col, Msg: de.Error()}
-		}
-		return nil, fmt.Errorf("%s: invalid TOML: %w (nothing was changed)", name, err)
-	}
+	doc := &document{data: data}
 	var p unstable.Parser
 	p.Reset(data)
+	tb := newTreeBuilder()
 	var table []string
 	for p.NextExpression() {
 		n := p.Expression()
+		if err := tb.add(n); err != nil {
+			var te *treeError
+			if errors.As(err, &te) {
+				sh := p.Shape(te.where)
+				return nil, &TOMLError{Path: name, Line: sh.Start.Line, Column: sh.Start.Column, Msg: te.msg}
+			}
+			return nil, fmt.Errorf("%s: invalid TOML: %w (nothing was changed)", name, err)
+		}
 		switch n.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			keys, first, single, double := keyParts(data, n.Key())
@@ -107,15 +108,14 @@ func parseDocument(name string, data []byte) (*document, error) {
 		}
 	}
 	if err := p.Error(); err != nil {
-		// toml.Unmarshal accepted what the position parser refused: report it the
-		// same way rather than edit a file we cannot locate statements in.
 		var pe *unstable.ParserError
 		if errors.As(err, &pe) {
 			sh := p.Shape(p.Range(pe.Highlight))
-			return nil, &TOMLError{Path: name, Line: sh.Start.Line, Column: sh.Start.Column, Msg: pe.Message}
+			return nil, &TOMLError{Path: name, Line: sh.Start.Line, Column: sh.Start.Column, Msg: "toml: " + pe.Message}
 		}
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: invalid TOML: %w (nothing was changed)", name, err)
 	}
+	doc.tree = tb.root
 	return doc, nil
 }
 

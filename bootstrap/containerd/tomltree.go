@@ -1,0 +1,426 @@
+package containerd
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// The value tree is built from the same expressions the statement index is
+// read from, in one pass, because toml.Unmarshal into map[string]any is
+// quadratic in the number of tables: its duplicate-key tracker finds a key by
+// scanning every entry seen so far (a 5 MB config of registry mirrors took
+// seconds per parse, several parses per plan, on the kubelet gate's path).
+// treeBuilder applies go-toml's rules (internal/tracker's SeenTracker and the
+// generic decoder of decode_fused.go, v2.4) with a map per table instead, and
+// decodes every scalar but strings, booleans and plain integers through go-toml
+// itself, so the tree is the one toml.Unmarshal returns (the tests compare the
+// two on the test configs and on generated and fuzzed input).
+
+// seenKind is how a key was defined, as go-toml's tracker records it.
+type seenKind uint8
+
+const (
+	// seenValue is a scalar, array or inline table: it cannot be extended.
+	seenValue seenKind = iota + 1
+	// seenDotted is a table made by a dotted key: only dotted keys extend it.
+	seenDotted
+	// seenTable is a table made by a [header] (explicit) or on the way to one.
+	seenTable
+	// seenArrayTable is an array of tables made by [[header]].
+	seenArrayTable
+	// seenAnonymous is an element of an array (the parent of its content).
+	seenAnonymous
+)
+
+func (k seenKind) String() string {
+	switch k {
+	case seenValue:
+		return "value"
+	case seenDotted:
+		return "kv-table"
+	case seenTable:
+		return "table"
+	case seenArrayTable:
+		return "array-table"
+	case seenAnonymous:
+		return "anonymous"
+	}
+	return "invalid"
+}
+
+// seenKey is one key the document defined; children are its sub-keys (for an
+// array of tables: those of its current element).
+type seenKey struct {
+	kind     seenKind
+	explicit bool
+	children map[string]*seenKey
+}
+
+func (s *seenKey) find(name []byte) *seenKey { return s.children[string(name)] }
+
+func (s *seenKey) create(name []byte, kind seenKind, explicit bool) *seenKey {
+	n := &seenKey{kind: kind, explicit: explicit}
+	if s.children == nil {
+		s.children = map[string]*seenKey{}
+	}
+	s.children[string(name)] = n
+	return n
+}
+
+// treeBuilder turns a document's expressions into its value tree.
+type treeBuilder struct {
+	root    map[string]any
+	cur     map[string]any
+	seen    *seenKey
+	curSeen *seenKey
+	parts   [][]byte
+}
+
+func newTreeBuilder() *treeBuilder {
+	root := map[string]any{}
+	seen := &seenKey{kind: seenTable}
+	return &treeBuilder{root: root, cur: root, seen: seen, curSeen: seen}
+}
+
+// treeError is a document that parses but that go-toml refuses: a key defined
+// twice, a value that is no valid number or date, ...; at where.
+type treeError struct {
+	where unstable.Range
+	msg   string
+}
+
+func (e *treeError) Error() string { return e.msg }
+
+// add takes one top-level expression (a Table, ArrayTable or KeyValue).
+func (b *treeBuilder) add(n *unstable.Node) error {
+	switch n.Kind {
+	case unstable.Table, unstable.ArrayTable:
+		where := b.keyOf(n.Key())
+		var err error
+		if n.Kind == unstable.Table {
+			err = b.checkTable()
+		} else {
+			var fresh bool
+			fresh, err = b.checkArrayTable()
+			if err == nil {
+				b.cur = b.arrayTableElem(fresh)
+				return nil
+			}
+		}
+		if err != nil {
+			return &treeError{where: where, msg: "toml: " + err.Error()}
+		}
+		b.cur = b.table()
+		return nil
+	case unstable.KeyValue:
+		where := b.keyOf(n.Key())
+		leaf, err := b.checkKeyValue(b.curSeen, b.parts)
+		if err == nil {
+			err = b.checkValue(leaf, n.Value())
+		}
+		if err != nil {
+			return &treeError{where: where, msg: "toml: " + err.Error()}
+		}
+		// The key parts are reused by nested inline tables: keep them.
+		parts := append([][]byte(nil), b.parts...)
+		v, err := b.value(n.Value())
+		if err != nil {
+			return err
+		}
+		cur := b.cur
+		for _, p := range parts[:len(parts)-1] {
+			cur = childTable(cur, string(p))
+		}
+		cur[string(parts[len(parts)-1])] = v
+		return nil
+	}
+	return nil
+}
+
+// keyOf collects a key's decoded parts into b.parts and returns the range of
+// the whole key (go-toml reports key errors there).
+func (b *treeBuilder) keyOf(it unstable.Iterator) unstable.Range {
+	b.parts = b.parts[:0]
+	var r unstable.Range
+	for it.Next() {
+		k := it.Node()
+		if len(b.parts) == 0 {
+			r = k.Raw
+		} else {
+			r.Length = k.Raw.Offset + k.Raw.Length - r.Offset
+		}
+		b.parts = append(b.parts, k.Data)
+	}
+	return r
+}
+
+// checkTable is SeenTracker.CheckTable.
+func (b *treeBuilder) checkTable() error {
+	parent := b.seen
+	for i, name := range b.parts {
+		e := parent.find(name)
+		if i == len(b.parts)-1 {
+			if e == nil {
+				b.curSeen = parent.create(name, seenTable, true)
+				return nil
+			}
+			switch e.kind {
+			case seenTable:
+				if e.explicit {
+					return fmt.Errorf("table %s already exists", name)
+				}
+				e.explicit = true
+				b.curSeen = e
+				return nil
+			case seenDotted:
+				return fmt.Errorf("table %s already exists as defined by a dotted key", name)
+			case seenArrayTable:
+				return fmt.Errorf("table %s already exists as an array of tables", name)
+			default:
+				return fmt.Errorf("key %s should be a table, not a %s", name, e.kind)
+			}
+		}
+		var err error
+		if parent, err = intermediate(parent, e, name); err != nil {
+			return err
+		}
+	}
+	return errors.New("table without a key")
+}
+
+// checkArrayTable is SeenTracker.CheckArrayTable; fresh reports the first
+// [[header]] of its name.
+func (b *treeBuilder) checkArrayTable() (fresh bool, err error) {
+	parent := b.seen
+	for i, name := range b.parts {
+		e := parent.find(name)
+		if i == len(b.parts)-1 {
+			if e == nil {
+				b.curSeen = parent.create(name, seenArrayTable, true)
+				return true, nil
+			}
+			if e.kind != seenArrayTable {
+				return false, fmt.Errorf("key %s already exists as a %s, but should be an array table", name, e.kind)
+			}
+			// A new element: its keys may be defined again.
+			e.children = nil
+			b.curSeen = e
+			return false, nil
+		}
+		if parent, err = intermediate(parent, e, name); err != nil {
+			return false, err
+		}
+	}
+	return false, errors.New("array table without a key")
+}
+
+// intermediate is a header's key part before the last: a table on the way.
+func intermediate(parent, e *seenKey, name []byte) (*seenKey, error) {
+	if e == nil {
+		return parent.create(name, seenTable, false), nil
+	}
+	switch e.kind {
+	case seenTable, seenArrayTable, seenDotted:
+		return e, nil
+	}
+	return nil, fmt.Errorf("key %s already exists as a value", name)
+}
+
+// checkKeyValue is SeenTracker.CheckKeyValue: it returns the key's entry.
+func (b *treeBuilder) checkKeyValue(parent *seenKey, parts [][]byte) (*seenKey, error) {
+	for i, name := range parts {
+		e := parent.find(name)
+		if i == len(parts)-1 {
+			if e != nil {
+				return nil, fmt.Errorf("key %s is already defined", name)
+			}
+			return parent.create(name, seenValue, false), nil
+		}
+		if e == nil {
+			e = parent.create(name, seenDotted, false)
+		} else if e.kind != seenDotted {
+			return nil, fmt.Errorf("key %s is already defined", name)
+		}
+		parent = e
+	}
+	return nil, errors.New("key/value without a key")
+}
+
+// checkValue is SeenTracker's checkValue: no key twice in an inline table,
+// however deep in arrays and inline tables.
+func (b *treeBuilder) checkValue(e *seenKey, v *unstable.Node) error {
+	switch v.Kind {
+	case unstable.InlineTable:
+		for it := v.Children(); it.Next(); {
+			kv := it.Node()
+			var parts [][]byte
+			for k := kv.Key(); k.Next(); {
+				parts = append(parts, k.Node().Data)
+			}
+			leaf, err := b.checkKeyValue(e, parts)
+			if err != nil {
+				return err
+			}
+			if err := b.checkValue(leaf, kv.Value()); err != nil {
+				return err
+			}
+		}
+	case unstable.Array:
+		for it := v.Children(); it.Next(); {
+			c := it.Node()
+			if c.Kind == unstable.InlineTable || c.Kind == unstable.Array {
+				// Not reachable by name: never linked into e.children.
+				if err := b.checkValue(&seenKey{kind: seenAnonymous}, c); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// table is the map a [header] designates (decoder.anyTableParts).
+func (b *treeBuilder) table() map[string]any {
+	cur := b.root
+	for _, p := range b.parts {
+		cur = childTable(cur, string(p))
+	}
+	return cur
+}
+
+// arrayTableElem appends a new element to the array a [[header]] designates
+// (decoder.anyArrayTableParts).
+func (b *treeBuilder) arrayTableElem(fresh bool) map[string]any {
+	cur := b.root
+	name := string(b.parts[0])
+	for _, p := range b.parts[1:] {
+		cur = childTable(cur, name)
+		name = string(p)
+	}
+	s, _ := cur[name].([]any)
+	if fresh {
+		s = s[:0]
+	}
+	elem := map[string]any{}
+	cur[name] = append(s, elem)
+	return elem
+}
+
+// childTable is decoder.anyChildTable: the table at name, created when absent;
+// in an array of tables, its last element.
+func childTable(cur map[string]any, name string) map[string]any {
+	switch v := cur[name].(type) {
+	case map[string]any:
+		return v
+	case []any:
+		if len(v) > 0 {
+			if last, ok := v[len(v)-1].(map[string]any); ok {
+				return last
+			}
+		}
+	}
+	nm := map[string]any{}
+	cur[name] = nm
+	return nm
+}
+
+// value decodes a value node (decoder.decodeAny).
+func (b *treeBuilder) value(n *unstable.Node) (any, error) {
+	switch n.Kind {
+	case unstable.String:
+		return string(n.Data), nil
+	case unstable.Bool:
+		return n.Data[0] == 't', nil
+	case unstable.Integer:
+		if i, ok := plainInteger(n.Data); ok {
+			return i, nil
+		}
+		return b.scalar(n)
+	case unstable.Array:
+		count := 0
+		for it := n.Children(); it.Next(); {
+			if it.Node().Kind != unstable.Comment {
+				count++
+			}
+		}
+		s := make([]any, 0, count)
+		for it := n.Children(); it.Next(); {
+			c := it.Node()
+			if c.Kind == unstable.Comment {
+				continue
+			}
+			v, err := b.value(c)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, v)
+		}
+		return s, nil
+	case unstable.InlineTable:
+		count := 0
+		for it := n.Children(); it.Next(); {
+			count++
+		}
+		m := make(map[string]any, count)
+		for it := n.Children(); it.Next(); {
+			kv := it.Node()
+			cur := m
+			key := kv.Key()
+			for key.Next() {
+				name := string(key.Node().Data)
+				if key.IsLast() {
+					v, err := b.value(kv.Value())
+					if err != nil {
+						return nil, err
+					}
+					cur[name] = v
+					break
+				}
+				cur = childTable(cur, name)
+			}
+		}
+		return m, nil
+	default:
+		return b.scalar(n)
+	}
+}
+
+// plainInteger decodes a decimal integer written without sign, underscores or
+// leading zeros, exactly as go-toml does; ok is false for any other form.
+func plainInteger(raw []byte) (int64, bool) {
+	if len(raw) == 0 || len(raw) > 18 || (raw[0] == '0' && len(raw) > 1) {
+		return 0, false
+	}
+	for _, c := range raw {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	i, err := strconv.ParseInt(string(raw), 10, 64)
+	return i, err == nil
+}
+
+// scalar decodes a number or date through go-toml itself (their rules —
+// underscores, bases, range, calendar — are go-toml's, and such values are
+// few in a containerd config).
+func (b *treeBuilder) scalar(n *unstable.Node) (any, error) {
+	doc := append([]byte("v="), n.Data...)
+	var m map[string]any
+	if err := toml.Unmarshal(doc, &m); err != nil {
+		msg := err.Error()
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			msg = de.Error()
+		}
+		return nil, &treeError{where: n.Raw, msg: msg}
+	}
+	v, ok := m["v"]
+	if !ok {
+		return nil, &treeError{where: n.Raw, msg: fmt.Sprintf("toml: cannot decode the %s value %q", n.Kind, n.Data)}
+	}
+	return v, nil
+}

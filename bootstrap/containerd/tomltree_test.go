@@ -1,0 +1,164 @@
+package containerd
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// treeCases are inputs on the edges of go-toml's rules: every kind of value,
+// dotted keys, arrays of tables, and the redefinitions it refuses.
+var treeCases = []string{
+	"",
+	"a = 1\nb = -2\nc = +3\nd = 1_000\ne = 0x_dead\nf = 0xDEADbeef\ng = 0o755\nh = 0b1101\ni = 9223372036854775807\nj = 0\n",
+	"a = 9223372036854775808\n",
+	"a = -9223372036854775808\n",
+	"a = 012\n",
+	"a = 1.5\nb = -0.0\nc = 1e10\nd = 6.626e-34\ne = inf\nf = -inf\ng = nan\nh = +nan\ni = 1_000.000_1\n",
+	"a = 1979-05-27T07:32:00Z\nb = 1979-05-27T00:32:00.999999-07:00\nc = 1979-05-27 07:32:00\nd = 1979-05-27\ne = 07:32:00\nf = 00:32:00.999999\n",
+	"a = 1979-02-30\n",
+	"a = 1979-05-27T25:00:00\n",
+	"a = true\nb = false\n",
+	"s = \"tab\\there \\u00e9 \\U0001F600\"\nl = 'C:\\path'\nm = \"\"\"\nline\\\n  joined\"\"\"\nn = '''\nraw\n'''\n",
+	"a = []\nb = [1, [2, [3, \"x\"]], {c = 1}]\nc = [ # comment\n  1,\n  2, # more\n]\n",
+	"t = {}\nu = {a.b = 1, a.c = {d = [1]}}\n",
+	"u = {a = 1, a = 2}\n",
+	"u = {a.b = 1, a = 2}\n",
+	"u = [{a = 1, a = 2}]\n",
+	"u = [[{a = 1}, {a = 1}]]\n",
+	"a.b.c = 1\na.b.d = 2\n[x]\ny.z = 1\n",
+	"a.b = 1\n[a]\n",
+	"a.b = 1\n[a.b]\n",
+	"a.b = 1\n[a.c]\n",
+	"[a]\nb.c = 1\n[a.b.d]\n",
+	"[a.b]\n[a]\nb.c = 1\n",
+	"[a.b]\nx = 1\n[a]\ny = 2\n",
+	"[a]\n[a]\n",
+	"[a]\nb = 1\n[a.b]\n",
+	"a = {b = 1}\n[a.c]\n",
+	"a = 1\na = 2\n",
+	"[[a]]\nx = 1\n[[a]]\nx = 2\n[a.b]\ny = 1\n[[a]]\n[a.b]\ny = 2\n",
+	"[[a.b]]\nx = 1\n[a]\ny = 2\n[[a.b]]\n",
+	"[[a]]\n[a]\n",
+	"[a]\n[[a]]\n",
+	"a = []\n[[a]]\n",
+	"[[a]]\n[[a.b]]\n[[a.b]]\n[[a]]\n[[a.b]]\nz = 1\n",
+	"[[a]]\nb = [1]\n[a.b]\n",
+	"[\"quoted key\".'lit'.bare]\n\"\" = 1\n",
+	"a = \"\"\"x\"\"\"\n",
+	"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
+	"version = 2\r\n[a]\r\nb = 1\r\n",
+	"a = 1 # x\nb = [\n]\n",
+	"x = " + strings.Repeat("[", 500) + strings.Repeat("]", 500) + "\n",
+}
+
+// treeInputs are the configs and edge cases the tree is compared on.
+func treeInputs(t testing.TB) [][]byte {
+	var out [][]byte
+	for _, glob := range []string{"testdata/*.toml", "testdata/golden/*"} {
+		files, _ := filepath.Glob(glob)
+		for _, p := range files {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, data)
+		}
+	}
+	for _, s := range treeCases {
+		out = append(out, []byte(s))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 60; i++ {
+		out = append(out, []byte(randomConfig(r, 1+i%2)))
+	}
+	return out
+}
+
+// unstableAccepts reports whether go-toml's position parser reads data (the
+// editor refuses what it cannot locate statements in, whatever the decoder says).
+func unstableAccepts(data []byte) bool {
+	var p unstable.Parser
+	p.Reset(data)
+	for p.NextExpression() {
+	}
+	return p.Error() == nil
+}
+
+// checkTreeMatchesUnmarshal: parseDocument accepts exactly what toml.Unmarshal
+// (and the position parser) accepts, and its tree is Unmarshal's, types included.
+func checkTreeMatchesUnmarshal(t *testing.T, data []byte) {
+	t.Helper()
+	var want map[string]any
+	werr := toml.Unmarshal(data, &want)
+	doc, err := parseDocument("input", data)
+	if !unstableAccepts(data) {
+		if err == nil {
+			t.Fatalf("accepted what the position parser refuses:\n%s", data)
+		}
+		return
+	}
+	if (werr == nil) != (err == nil) {
+		t.Fatalf("toml.Unmarshal: %v; parseDocument: %v\ninput:\n%s", werr, err, data)
+	}
+	if err != nil {
+		return
+	}
+	if want == nil {
+		want = map[string]any{}
+	}
+	// treesEqual, not go-cmp: go-cmp takes minutes on deeply nested arrays.
+	if !treesEqual(want, doc.tree) {
+		diff := "(too deep to diff)"
+		if len(data) < 4<<10 && !strings.Contains(string(data), "[[[[[") {
+			diff = cmp.Diff(want, doc.tree, cmpopts.EquateNaNs())
+		}
+		t.Fatalf("tree differs from toml.Unmarshal's (-want +got):\n%s\ninput:\n%s", diff, data)
+	}
+}
+
+func TestTreeMatchesUnmarshal(t *testing.T) {
+	inputs := append(treeInputs(t), bigConfig(64<<10, 30))
+	refused := 0
+	for _, data := range inputs {
+		if err := toml.Unmarshal(data, new(map[string]any)); err != nil {
+			refused++
+		}
+		t.Run("", func(t *testing.T) { checkTreeMatchesUnmarshal(t, data) })
+	}
+	// The comparison covers both sides of the rules.
+	if refused < 10 || refused > len(inputs)-50 {
+		t.Errorf("%d of %d inputs refused by toml.Unmarshal: the cases no longer cover both sides", refused, len(inputs))
+	}
+}
+
+func TestTreeErrorHasPosition(t *testing.T) {
+	_, err := parseDocument("f.toml", []byte("[a]\nb = 1\n\n  b = 2\n"))
+	te, ok := err.(*TOMLError)
+	if !ok || te.Line != 4 || te.Column != 3 || !strings.Contains(te.Msg, "key b is already defined") {
+		t.Fatalf("err = %#v, want a TOMLError at line 4 column 3", err)
+	}
+	_, err = parseDocument("f.toml", []byte("a = 1\nb = 1979-02-30\n"))
+	te, ok = err.(*TOMLError)
+	if !ok || te.Line != 2 || te.Column != 5 {
+		t.Fatalf("err = %#v, want a TOMLError at line 2 column 5", err)
+	}
+}
+
+// FuzzTreeMatchesUnmarshal compares the tree with toml.Unmarshal's on
+// arbitrary input (go test -fuzz FuzzTreeMatchesUnmarshal).
+func FuzzTreeMatchesUnmarshal(f *testing.F) {
+	for _, data := range treeInputs(f) {
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		checkTreeMatchesUnmarshal(t, data)
+	})
+}
