@@ -151,6 +151,8 @@ type Plan struct {
 	// files (nil: removed), for the simulation of its load.
 	mainDoc   *document
 	overrides map[string]*document
+	// parsed are planned contents already parsed (by the edit's self-check).
+	parsed map[string]*document
 }
 
 // Changed reports whether applying the plan writes anything.
@@ -337,19 +339,20 @@ func (c *Configurator) handlerFile(cfgPath string) string {
 
 // planWith plans every change for one dialect.
 func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []byte, existed, systemd bool) (Plan, error) {
-	p := Plan{Dialect: d, SystemdCgroup: systemd}
+	p := Plan{Dialect: d, SystemdCgroup: systemd, parsed: map[string]*document{}}
 	wanted := c.wanted()
 	if err := c.planOptions(&p, wanted); err != nil {
 		return p, err
 	}
 	switch c.Containerd.Mode {
 	case "", "inplace":
-		out, changed, err := editHandlers(doc, d, wanted)
+		out, changed, err := editDocument(doc, d, wanted)
 		if err != nil {
 			return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 		}
 		if changed {
-			c.change(&p, cfgPath, old, existed, out, 0o644, "register the runsc runtime handler")
+			c.change(&p, cfgPath, old, existed, out.data, 0o644, "register the runsc runtime handler")
+			p.parsed[cfgPath] = out
 			p.RestartNeeded = true
 		}
 		if c.Containerd.DropinPath != "" {
@@ -376,9 +379,12 @@ func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []
 			p.overrides[ch.Path] = nil
 			continue
 		}
-		nd, err := parseDocument(c.Root.Path(ch.Path), ch.New)
-		if err != nil {
-			return p, err
+		nd := p.parsed[ch.Path]
+		if nd == nil || !bytes.Equal(nd.data, ch.New) {
+			var err error
+			if nd, err = parseDocument(c.Root.Path(ch.Path), ch.New); err != nil {
+				return p, err
+			}
 		}
 		if ch.Path == cfgPath {
 			p.mainDoc = nd
@@ -434,18 +440,14 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err := checkDropinAllowed(c.Version, d.ConfigVersion); err != nil {
 		return err
 	}
-	root, _, err := editHandlers(doc, d, nil)
+	rootDoc, _, err := editDocument(doc, d, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
-	}
-	rootDoc, err := parseDocument(c.Root.Path(cfgPath), root)
-	if err != nil {
-		return err
 	}
 	if err := refuseRevival(doc, rootDoc, d, c.Version); err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
-	root, _, err = ensureImports(rootDoc, cfgPath, dropin, d.SingleQuotes)
+	root, _, err := ensureImports(rootDoc, cfgPath, dropin, d.SingleQuotes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}

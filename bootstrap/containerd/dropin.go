@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"strings"
 
@@ -120,7 +121,8 @@ func ensureImports(doc *document, rootPath, p string, single bool) ([]byte, bool
 	if err != nil {
 		return nil, false, fmt.Errorf("refusing the imports edit, its result does not parse (please report this file): %w", err)
 	}
-	a, b := deepCopy(doc.tree).(map[string]any), deepCopy(after.tree).(map[string]any)
+	// Copies of the top-level tables only: nothing below them is changed.
+	a, b := maps.Clone(doc.tree), maps.Clone(after.tree)
 	got, _ := b["imports"].([]any)
 	if len(got) == 0 || got[len(got)-1] != p {
 		return nil, false, fmt.Errorf("refusing the imports edit: %s did not end up in `imports` (please report this file)", p)

@@ -3,6 +3,7 @@ package containerd
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"strings"
@@ -113,9 +114,20 @@ type textEdit struct {
 // unchanged (no reformatting of our own block). Every result is checked: it parses,
 // holds the wanted handlers, and equals the input everywhere else.
 func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, error) {
+	out, changed, err := editDocument(doc, d, wanted)
+	if err != nil {
+		return nil, false, err
+	}
+	return out.data, changed, nil
+}
+
+// editDocument is editHandlers returning the parsed result (doc itself when
+// unchanged): the self-check parsed it already, and a caller that reads the
+// result again need not parse a large file twice.
+func editDocument(doc *document, d Dialect, wanted []Handler) (*document, bool, error) {
 	wanted = withUserKeys(doc.tree, d, wanted)
 	if satisfied(doc.tree, d, wanted) {
-		return doc.data, false, nil
+		return doc, false, nil
 	}
 	if err := refuseUneditable(doc, d, wanted); err != nil {
 		return nil, false, err
@@ -140,10 +152,11 @@ func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, err
 		edits = append(edits, insertion(doc, d, wanted, builtin, edits))
 	}
 	out := applyEdits(doc.data, edits)
-	if err := verifyEdit(doc.tree, out, d, wanted, builtin); err != nil {
+	outDoc, err := verifyEdit(doc.tree, out, d, wanted, builtin)
+	if err != nil {
 		return nil, false, err
 	}
-	return out, true, nil
+	return outDoc, true, nil
 }
 
 // refuseUneditable rejects files where a managed handler cannot be rewritten by
@@ -151,18 +164,24 @@ func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, err
 // array of tables, or an ancestor of the runtimes table assigned as a value (an
 // inline table cannot be extended afterwards).
 func refuseUneditable(doc *document, d Dialect, wanted []Handler) error {
+	// Only handler tables that exist or are to be written matter; they are few,
+	// the statements many (a statement-by-family lookup was a large part of
+	// planning a 5 MB config).
+	var check [][]string
+	for _, m := range managedPaths {
+		_, present := lookup(doc.tree, m.path)
+		needed := m.family.Name == d.family.Name && len(wanted) > 0
+		if present || needed {
+			check = append(check, m.path)
+		}
+	}
 	for _, s := range doc.stmts {
-		for _, f := range allFamilies {
-			for _, name := range managedHandlers {
-				h := f.Handler(name)
-				_, present := lookup(doc.tree, h)
-				needed := f.Name == d.family.Name && len(wanted) > 0
-				if s.kind == unstable.ArrayTable && (hasPrefix(s.path, h[:len(h)-1]) || hasPrefix(h, s.path)) && (present || needed) {
-					return fmt.Errorf("line %d: %s is an array of tables, which containerd cannot read as runtimes; fix the file by hand", lineOf(doc.data, s.start), header(s.path, false))
-				}
-				if s.kind == unstable.KeyValue && len(s.path) < len(h) && hasPrefix(h, s.path) && (present || needed) {
-					return fmt.Errorf("line %d: %s is written as an inline value (`%s = ...`), which cannot be extended safely; rewrite it as [table] sections and run again", lineOf(doc.data, s.start), dottedKey(s.path, false), dottedKey(s.path[len(s.table):], false))
-				}
+		for _, h := range check {
+			if s.kind == unstable.ArrayTable && (hasPrefix(s.path, h[:len(h)-1]) || hasPrefix(h, s.path)) {
+				return fmt.Errorf("line %d: %s is an array of tables, which containerd cannot read as runtimes; fix the file by hand", lineOf(doc.data, s.start), header(s.path, false))
+			}
+			if s.kind == unstable.KeyValue && len(s.path) < len(h) && hasPrefix(h, s.path) {
+				return fmt.Errorf("line %d: %s is written as an inline value (`%s = ...`), which cannot be extended safely; rewrite it as [table] sections and run again", lineOf(doc.data, s.start), dottedKey(s.path, false), dottedKey(s.path[len(s.table):], false))
 			}
 		}
 	}
@@ -192,13 +211,29 @@ func satisfied(tree map[string]any, d Dialect, wanted []Handler) bool {
 	return true
 }
 
-// isManaged reports whether path lies under a managed handler of any family.
-func isManaged(path []string) bool {
+// managedPath is one managed handler's table in one naming.
+type managedPath struct {
+	family family
+	name   string
+	path   []string
+}
+
+// managedPaths are the tables of every managed handler in every naming.
+var managedPaths = func() []managedPath {
+	var out []managedPath
 	for _, f := range allFamilies {
 		for _, name := range managedHandlers {
-			if hasPrefix(path, f.Handler(name)) {
-				return true
-			}
+			out = append(out, managedPath{family: f, name: name, path: f.Handler(name)})
+		}
+	}
+	return out
+}()
+
+// isManaged reports whether path lies under a managed handler of any family.
+func isManaged(path []string) bool {
+	for _, m := range managedPaths {
+		if hasPrefix(path, m.path) {
+			return true
 		}
 	}
 	return false
@@ -399,40 +434,74 @@ func applyEdits(data []byte, edits []textEdit) []byte {
 
 // verifyEdit proves an edit did what it must and nothing else: the result parses,
 // holds the wanted handlers in the dialect's family, and apart from managed
-// handlers equals the input key for key, value for value.
-func verifyEdit(before map[string]any, out []byte, d Dialect, wanted []Handler, builtinRunc bool) error {
+// handlers equals the input key for key, value for value. It returns the parsed
+// result.
+func verifyEdit(before map[string]any, out []byte, d Dialect, wanted []Handler, builtinRunc bool) (*document, error) {
 	doc, err := parseDocument("edited config", out)
 	if err != nil {
-		return fmt.Errorf("refusing the edit, its result does not parse (please report this file): %w", err)
+		return nil, fmt.Errorf("refusing the edit, its result does not parse (please report this file): %w", err)
 	}
 	if !satisfied(doc.tree, d, wanted) {
-		return fmt.Errorf("refusing the edit: the result does not register the runtimes as wanted (please report this file)")
+		return nil, fmt.Errorf("refusing the edit: the result does not register the runtimes as wanted (please report this file)")
 	}
 	a, b := withoutManaged(before), withoutManaged(doc.tree)
 	if builtinRunc {
 		// containerd 1.x's built-in runc, written out so that it survives.
 		runc := d.HandlerPath("runc")
 		if got, _ := lookup(b, runc); !reflect.DeepEqual(got, builtinRunc17()) {
-			return fmt.Errorf("refusing the edit: the built-in runc runtime was not written as wanted (please report this file)")
+			return nil, fmt.Errorf("refusing the edit: the built-in runc runtime was not written as wanted (please report this file)")
 		}
-		deletePath(b, runc)
+		b, _ = withoutPath(b, runc)
 	}
 	if !treesEqual(a, b) {
-		return fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
+		return nil, fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
 	}
-	return nil
+	return doc, nil
 }
 
-// withoutManaged returns a deep copy of tree without managed handlers; tables left
-// empty on the way to them are dropped too.
+// withoutManaged returns tree without managed handlers; tables left empty on the
+// way to them are dropped too. tree is not changed: the result shares every
+// subtree off those paths with it (a deep copy of a 5 MB config per check was a
+// large part of planning on the kubelet gate's path), so neither may be changed
+// afterwards.
 func withoutManaged(tree map[string]any) map[string]any {
-	c := deepCopy(tree).(map[string]any)
-	for _, f := range allFamilies {
-		for _, name := range managedHandlers {
-			deletePath(c, f.Handler(name))
-		}
+	for _, m := range managedPaths {
+		tree, _ = withoutPath(tree, m.path)
 	}
-	return c
+	return tree
+}
+
+// withoutPath is deletePath on a copy: m itself when nothing is removed, else a
+// copy of the tables on the path (and of nothing else).
+func withoutPath(m map[string]any, path []string) (map[string]any, bool) {
+	if len(path) == 0 {
+		return m, false
+	}
+	x, ok := m[path[0]]
+	if !ok {
+		return m, false
+	}
+	if len(path) == 1 {
+		c := maps.Clone(m)
+		delete(c, path[0])
+		return c, true
+	}
+	child, ok := x.(map[string]any)
+	if !ok {
+		return m, false
+	}
+	nc, changed := withoutPath(child, path[1:])
+	if len(nc) == 0 {
+		c := maps.Clone(m)
+		delete(c, path[0])
+		return c, true
+	}
+	if !changed {
+		return m, false
+	}
+	c := maps.Clone(m)
+	c[path[0]] = nc
+	return c, true
 }
 
 func deletePath(m map[string]any, path []string) {

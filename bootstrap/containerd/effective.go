@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"time"
 )
@@ -27,26 +28,25 @@ import (
 // writes, to read runc's cgroup driver, and to prove that containerd would load
 // the handlers as wanted and everything else as before.
 
-// effectiveTree is the merged, migrated config containerd v would run with.
+// effectiveTree is the merged, migrated config containerd v would run with. The
+// files' trees are not changed: the result shares their subtrees wherever the
+// merge and the migration leave them as they are (copying a 5 MB config for
+// every check was a large part of planning), so it must not be changed either.
 func effectiveTree(files []loadedFile, v Version) map[string]any {
 	out := map[string]any{}
 	switch {
 	case v.Major < 2:
+		plugins := map[string]any{}
 		for _, f := range files {
-			t := deepCopy(f.Doc.tree).(map[string]any)
-			for k, x := range t {
+			for k, x := range f.Doc.tree {
 				if k != "plugins" {
 					out[k] = x
 					continue
 				}
+				out["plugins"] = plugins
 				src, _ := x.(map[string]any)
-				dst, _ := out["plugins"].(map[string]any)
-				if dst == nil {
-					dst = map[string]any{}
-					out["plugins"] = dst
-				}
 				for name, section := range src {
-					dst[name] = section
+					plugins[name] = section
 				}
 			}
 		}
@@ -54,30 +54,30 @@ func effectiveTree(files []loadedFile, v Version) map[string]any {
 	case v.Less(2, 3):
 		out["version"] = int64(3)
 		for _, f := range files {
-			t := deepCopy(f.Doc.tree).(map[string]any)
+			t := f.Doc.tree
 			if fileVersion(t) <= 1 {
-				v1Migrate(t)
+				t = v1Migrate(t)
 				t["version"] = out["version"]
 			}
-			mergeTrees(out, t)
+			out = mergedTrees(out, t)
 		}
 		if fileVersion(out) < 3 {
-			criMigrate(out)
+			out = criMigrate(out)
 			out["version"] = int64(3)
 		}
 		return out
 	default:
 		out["version"] = int64(4)
 		for _, f := range files {
-			t := deepCopy(f.Doc.tree).(map[string]any)
+			t := f.Doc.tree
 			if ver := fileVersion(t); ver < 4 {
 				if ver <= 1 {
-					v1Migrate(t)
+					t = v1Migrate(t)
 				}
-				criMigrate(t)
+				t = criMigrate(t)
 				t["version"] = int64(4)
 			}
-			mergeTrees(out, t)
+			out = mergedTrees(out, t)
 		}
 		return out
 	}
@@ -100,42 +100,56 @@ func fileVersion(t map[string]any) int64 {
 	return n
 }
 
-// mergeTrees deep-merges src into dst as containerd 2 merges imported files:
-// tables key by key, any other value (arrays too) replaced, empty ones included.
-func mergeTrees(dst, src map[string]any) {
+// mergedTrees is src deep-merged over dst as containerd 2 merges imported
+// files: tables key by key, any other value (arrays too) replaced, empty ones
+// included. Neither is changed: the result is a new table wherever both have
+// one, and shares the rest.
+func mergedTrees(dst, src map[string]any) map[string]any {
+	out := maps.Clone(dst)
 	for k, s := range src {
 		sm, sok := s.(map[string]any)
-		dm, dok := dst[k].(map[string]any)
+		dm, dok := out[k].(map[string]any)
 		if sok && dok {
-			mergeTrees(dm, sm)
+			out[k] = mergedTrees(dm, sm)
 			continue
 		}
-		dst[k] = s
+		out[k] = s
 	}
+	return out
 }
 
 // v1Migrate renames version 1's short plugin names (containerd's v1Migrate); only
-// the CRI plugin matters here.
-func v1Migrate(t map[string]any) {
+// the CRI plugin matters here. It returns a new top-level table (t is not changed).
+func v1Migrate(t map[string]any) map[string]any {
+	t = maps.Clone(t)
 	plugins, _ := t["plugins"].(map[string]any)
 	if cri, ok := plugins["cri"]; ok {
+		plugins = maps.Clone(plugins)
 		delete(plugins, "cri")
 		plugins[familyGRPC.Plugin[1]] = cri
+		t["plugins"] = plugins
 	}
+	return t
 }
 
 // criMigrate is the CRI runtime plugin's migration below config version 3 (4
 // from 2.3): io.containerd.grpc.v1.cri's keys copied into
 // io.containerd.cri.v1.runtime where it lacks them, the `containerd` table key by
-// key (so a runtimes table already there wins whole).
-func criMigrate(t map[string]any) {
+// key (so a runtimes table already there wins whole). It returns a new top-level
+// table (t is not changed; the tables it changes are copies).
+func criMigrate(t map[string]any) map[string]any {
+	t = maps.Clone(t)
 	plugins, _ := t["plugins"].(map[string]any)
 	src, ok := plugins[familyGRPC.Plugin[1]].(map[string]any)
 	if !ok {
-		return
+		return t
 	}
+	plugins = maps.Clone(plugins)
+	t["plugins"] = plugins
 	dst, ok := plugins[familyV3.Plugin[1]].(map[string]any)
-	if !ok {
+	if ok {
+		dst = maps.Clone(dst)
+	} else {
 		dst = map[string]any{}
 	}
 	for k, x := range src {
@@ -146,12 +160,14 @@ func criMigrate(t map[string]any) {
 			continue
 		}
 		if _, ok := dst[k]; !ok {
-			dst[k] = deepCopy(x)
+			dst[k] = x
 		}
 	}
 	if c, ok := src["containerd"].(map[string]any); ok {
 		nc, ok := dst["containerd"].(map[string]any)
-		if !ok {
+		if ok {
+			nc = maps.Clone(nc)
+		} else {
 			nc = map[string]any{}
 		}
 		for k, x := range c {
@@ -160,12 +176,13 @@ func criMigrate(t map[string]any) {
 				continue
 			}
 			if _, ok := nc[k]; !ok {
-				nc[k] = deepCopy(x)
+				nc[k] = x
 			}
 		}
 		dst["containerd"] = nc
 	}
 	plugins[familyV3.Plugin[1]] = dst
+	return t
 }
 
 // effectiveCheck proves a plan against the simulation: with the planned files
@@ -189,7 +206,9 @@ func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) err
 			}
 		}
 	}
-	b, a = withoutManagedEffective(b), withoutManagedEffective(a)
+	// Copies of the top-level tables: the trees share everything else with
+	// the documents.
+	b, a = maps.Clone(withoutManaged(b)), maps.Clone(withoutManaged(a))
 	delete(b, "imports")
 	delete(a, "imports")
 	if len(before) > 0 && !hasStatements(before[0].Doc) {
@@ -203,7 +222,7 @@ func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) err
 		runc := append(append([]string{}, rp...), "runc")
 		if _, had := lookup(b, runc); !had {
 			if got, _ := lookup(a, runc); treesEqual(got, builtinRunc17()) {
-				deletePath(a, runc)
+				a, _ = withoutPath(a, runc)
 			}
 		}
 	}
@@ -211,12 +230,6 @@ func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) err
 		return fmt.Errorf("containerd %s would load other settings differently with the planned files (runtimes under one naming would hide those under the other)", v)
 	}
 	return nil
-}
-
-// withoutManagedEffective drops the managed handlers in every naming (and the
-// tables left empty by that).
-func withoutManagedEffective(t map[string]any) map[string]any {
-	return withoutManaged(t)
 }
 
 // treesEqual compares decoded TOML values (NaN equal to NaN), in time linear in

@@ -52,3 +52,15 @@ func BenchmarkPlanDeepArray25(b *testing.B)   { benchPlan(b, bigConfig(4<<10, 25
 func BenchmarkPlanDeepArray5000(b *testing.B) { benchPlan(b, bigConfig(4<<10, 5000), "2.3.7") }
 
 func BenchmarkPlan500K(b *testing.B) { benchPlan(b, bigConfig(500<<10, 0), "2.3.7") }
+
+// BenchmarkParse5MB is one parse of a 5 MB config (statements and value tree);
+// a plan parses the file and its edited result.
+func BenchmarkParse5MB(b *testing.B) {
+	data := bigConfig(5<<20, 0)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		if _, err := parseDocument("bench", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -57,14 +57,19 @@ func (e *TOMLError) Error() string {
 // builds the value tree, in one pass over the parser's expressions (tomltree.go).
 // name is used in errors.
 func parseDocument(name string, data []byte) (*document, error) {
-	doc := &document{data: data}
+	// At most one statement per line: no growing (and copying) of a large index.
+	doc := &document{data: data, stmts: make([]statement, 0, bytes.Count(data, []byte("\n"))+1)}
 	var p unstable.Parser
 	p.Reset(data)
 	tb := newTreeBuilder()
 	var table []string
 	for p.NextExpression() {
 		n := p.Expression()
-		if err := tb.add(n); err != nil {
+		if n.Kind != unstable.Table && n.Kind != unstable.ArrayTable && n.Kind != unstable.KeyValue {
+			continue
+		}
+		keys, first, single, double := keyParts(data, n.Key(), tb.intern)
+		if err := tb.add(n, keys, first); err != nil {
 			var te *treeError
 			if errors.As(err, &te) {
 				sh := p.Shape(te.where)
@@ -74,14 +79,12 @@ func parseDocument(name string, data []byte) (*document, error) {
 		}
 		switch n.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			keys, first, single, double := keyParts(data, n.Key())
 			table = keys
 			s := statement{kind: n.Kind, path: keys, table: keys, singleQuoted: single, doubleQuoted: double}
 			s.start, s.indent = lineStart(data, first)
 			s.end = lineEnd(data, first)
 			doc.stmts = append(doc.stmts, s)
 		case unstable.KeyValue:
-			keys, _, single, double := keyParts(data, n.Key())
 			v := n.Value()
 			s := statement{kind: n.Kind, table: table, value: v.Kind, singleQuoted: single, doubleQuoted: double, lastElemEnd: -1}
 			s.path = append(append([]string{}, table...), keys...)
@@ -121,7 +124,7 @@ func parseDocument(name string, data []byte) (*document, error) {
 
 // keyParts returns a key's decoded parts, the offset of its first part and how
 // many parts are 'literal' and "basic" quoted.
-func keyParts(data []byte, it unstable.Iterator) (parts []string, first, single, double int) {
+func keyParts(data []byte, it unstable.Iterator, intern func([]byte) string) (parts []string, first, single, double int) {
 	first = -1
 	for it.Next() {
 		k := it.Node()
@@ -136,7 +139,7 @@ func keyParts(data []byte, it unstable.Iterator) (parts []string, first, single,
 				double++
 			}
 		}
-		parts = append(parts, string(k.Data))
+		parts = append(parts, intern(k.Data))
 	}
 	return parts, first, single, double
 }

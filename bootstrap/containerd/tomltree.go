@@ -60,15 +60,23 @@ type seenKey struct {
 	children map[string]*seenKey
 }
 
-func (s *seenKey) find(name []byte) *seenKey { return s.children[string(name)] }
+// scalarSeen stands for every key whose value cannot hold keys (all but inline
+// tables): such an entry is only ever found, never changed or extended.
+var scalarSeen = &seenKey{kind: seenValue}
 
-func (s *seenKey) create(name []byte, kind seenKind, explicit bool) *seenKey {
+func (s *seenKey) find(name string) *seenKey { return s.children[name] }
+
+func (s *seenKey) create(name string, kind seenKind, explicit bool) *seenKey {
 	n := &seenKey{kind: kind, explicit: explicit}
+	s.link(name, n)
+	return n
+}
+
+func (s *seenKey) link(name string, n *seenKey) {
 	if s.children == nil {
 		s.children = map[string]*seenKey{}
 	}
-	s.children[string(name)] = n
-	return n
+	s.children[name] = n
 }
 
 // treeBuilder turns a document's expressions into its value tree.
@@ -77,13 +85,28 @@ type treeBuilder struct {
 	cur     map[string]any
 	seen    *seenKey
 	curSeen *seenKey
-	parts   [][]byte
+	// names interns key names: a large config repeats the same few.
+	names map[string]string
 }
 
 func newTreeBuilder() *treeBuilder {
 	root := map[string]any{}
 	seen := &seenKey{kind: seenTable}
-	return &treeBuilder{root: root, cur: root, seen: seen, curSeen: seen}
+	return &treeBuilder{root: root, cur: root, seen: seen, curSeen: seen, names: map[string]string{}}
+}
+
+// intern returns name as a string, shared with every earlier equal name. The
+// names that repeat come first and are few; a large config's many unique names
+// (one per registry mirror) are not kept.
+func (b *treeBuilder) intern(name []byte) string {
+	if s, ok := b.names[string(name)]; ok {
+		return s
+	}
+	s := string(name)
+	if len(b.names) < 1<<12 {
+		b.names[s] = s
+	}
+	return s
 }
 
 // treeError is a document that parses but that go-toml refuses: a key defined
@@ -95,75 +118,45 @@ type treeError struct {
 
 func (e *treeError) Error() string { return e.msg }
 
-// add takes one top-level expression (a Table, ArrayTable or KeyValue).
-func (b *treeBuilder) add(n *unstable.Node) error {
+// add takes one top-level expression (a Table, ArrayTable or KeyValue) whose
+// key's parts are parts (interned), starting at offset key.
+func (b *treeBuilder) add(n *unstable.Node, parts []string, key int) error {
+	where := unstable.Range{Offset: uint32(key), Length: 1}
 	switch n.Kind {
-	case unstable.Table, unstable.ArrayTable:
-		where := b.keyOf(n.Key())
-		var err error
-		if n.Kind == unstable.Table {
-			err = b.checkTable()
-		} else {
-			var fresh bool
-			fresh, err = b.checkArrayTable()
-			if err == nil {
-				b.cur = b.arrayTableElem(fresh)
-				return nil
-			}
+	case unstable.Table:
+		if err := b.checkTable(parts); err != nil {
+			return &treeError{where: where, msg: "toml: " + err.Error()}
 		}
+		b.cur = b.table(parts)
+	case unstable.ArrayTable:
+		fresh, err := b.checkArrayTable(parts)
 		if err != nil {
 			return &treeError{where: where, msg: "toml: " + err.Error()}
 		}
-		b.cur = b.table()
-		return nil
+		b.cur = b.arrayTableElem(parts, fresh)
 	case unstable.KeyValue:
-		where := b.keyOf(n.Key())
-		leaf, err := b.checkKeyValue(b.curSeen, b.parts)
-		if err == nil {
-			err = b.checkValue(leaf, n.Value())
-		}
-		if err != nil {
+		if err := b.checkKeyValue(b.curSeen, parts, n.Value()); err != nil {
 			return &treeError{where: where, msg: "toml: " + err.Error()}
 		}
-		// The key parts are reused by nested inline tables: keep them.
-		parts := append([][]byte(nil), b.parts...)
 		v, err := b.value(n.Value())
 		if err != nil {
 			return err
 		}
 		cur := b.cur
 		for _, p := range parts[:len(parts)-1] {
-			cur = childTable(cur, string(p))
+			cur = childTable(cur, p)
 		}
-		cur[string(parts[len(parts)-1])] = v
-		return nil
+		cur[parts[len(parts)-1]] = v
 	}
 	return nil
 }
 
-// keyOf collects a key's decoded parts into b.parts and returns the range of
-// the whole key (go-toml reports key errors there).
-func (b *treeBuilder) keyOf(it unstable.Iterator) unstable.Range {
-	b.parts = b.parts[:0]
-	var r unstable.Range
-	for it.Next() {
-		k := it.Node()
-		if len(b.parts) == 0 {
-			r = k.Raw
-		} else {
-			r.Length = k.Raw.Offset + k.Raw.Length - r.Offset
-		}
-		b.parts = append(b.parts, k.Data)
-	}
-	return r
-}
-
 // checkTable is SeenTracker.CheckTable.
-func (b *treeBuilder) checkTable() error {
+func (b *treeBuilder) checkTable(parts []string) error {
 	parent := b.seen
-	for i, name := range b.parts {
+	for i, name := range parts {
 		e := parent.find(name)
-		if i == len(b.parts)-1 {
+		if i == len(parts)-1 {
 			if e == nil {
 				b.curSeen = parent.create(name, seenTable, true)
 				return nil
@@ -194,11 +187,11 @@ func (b *treeBuilder) checkTable() error {
 
 // checkArrayTable is SeenTracker.CheckArrayTable; fresh reports the first
 // [[header]] of its name.
-func (b *treeBuilder) checkArrayTable() (fresh bool, err error) {
+func (b *treeBuilder) checkArrayTable(parts []string) (fresh bool, err error) {
 	parent := b.seen
-	for i, name := range b.parts {
+	for i, name := range parts {
 		e := parent.find(name)
-		if i == len(b.parts)-1 {
+		if i == len(parts)-1 {
 			if e == nil {
 				b.curSeen = parent.create(name, seenArrayTable, true)
 				return true, nil
@@ -219,7 +212,7 @@ func (b *treeBuilder) checkArrayTable() (fresh bool, err error) {
 }
 
 // intermediate is a header's key part before the last: a table on the way.
-func intermediate(parent, e *seenKey, name []byte) (*seenKey, error) {
+func intermediate(parent, e *seenKey, name string) (*seenKey, error) {
 	if e == nil {
 		return parent.create(name, seenTable, false), nil
 	}
@@ -230,24 +223,28 @@ func intermediate(parent, e *seenKey, name []byte) (*seenKey, error) {
 	return nil, fmt.Errorf("key %s already exists as a value", name)
 }
 
-// checkKeyValue is SeenTracker.CheckKeyValue: it returns the key's entry.
-func (b *treeBuilder) checkKeyValue(parent *seenKey, parts [][]byte) (*seenKey, error) {
+// checkKeyValue is SeenTracker.CheckKeyValue followed by CheckValueUnder.
+func (b *treeBuilder) checkKeyValue(parent *seenKey, parts []string, v *unstable.Node) error {
 	for i, name := range parts {
 		e := parent.find(name)
 		if i == len(parts)-1 {
 			if e != nil {
-				return nil, fmt.Errorf("key %s is already defined", name)
+				return fmt.Errorf("key %s is already defined", name)
 			}
-			return parent.create(name, seenValue, false), nil
+			if v.Kind != unstable.InlineTable {
+				parent.link(name, scalarSeen)
+				return b.checkValue(scalarSeen, v)
+			}
+			return b.checkValue(parent.create(name, seenValue, false), v)
 		}
 		if e == nil {
 			e = parent.create(name, seenDotted, false)
 		} else if e.kind != seenDotted {
-			return nil, fmt.Errorf("key %s is already defined", name)
+			return fmt.Errorf("key %s is already defined", name)
 		}
 		parent = e
 	}
-	return nil, errors.New("key/value without a key")
+	return errors.New("key/value without a key")
 }
 
 // checkValue is SeenTracker's checkValue: no key twice in an inline table,
@@ -255,17 +252,14 @@ func (b *treeBuilder) checkKeyValue(parent *seenKey, parts [][]byte) (*seenKey, 
 func (b *treeBuilder) checkValue(e *seenKey, v *unstable.Node) error {
 	switch v.Kind {
 	case unstable.InlineTable:
+		var parts []string
 		for it := v.Children(); it.Next(); {
 			kv := it.Node()
-			var parts [][]byte
+			parts = parts[:0]
 			for k := kv.Key(); k.Next(); {
-				parts = append(parts, k.Node().Data)
+				parts = append(parts, b.intern(k.Node().Data))
 			}
-			leaf, err := b.checkKeyValue(e, parts)
-			if err != nil {
-				return err
-			}
-			if err := b.checkValue(leaf, kv.Value()); err != nil {
+			if err := b.checkKeyValue(e, parts, kv.Value()); err != nil {
 				return err
 			}
 		}
@@ -284,22 +278,22 @@ func (b *treeBuilder) checkValue(e *seenKey, v *unstable.Node) error {
 }
 
 // table is the map a [header] designates (decoder.anyTableParts).
-func (b *treeBuilder) table() map[string]any {
+func (b *treeBuilder) table(parts []string) map[string]any {
 	cur := b.root
-	for _, p := range b.parts {
-		cur = childTable(cur, string(p))
+	for _, p := range parts {
+		cur = childTable(cur, p)
 	}
 	return cur
 }
 
 // arrayTableElem appends a new element to the array a [[header]] designates
 // (decoder.anyArrayTableParts).
-func (b *treeBuilder) arrayTableElem(fresh bool) map[string]any {
+func (b *treeBuilder) arrayTableElem(parts []string, fresh bool) map[string]any {
 	cur := b.root
-	name := string(b.parts[0])
-	for _, p := range b.parts[1:] {
+	name := parts[0]
+	for _, p := range parts[1:] {
 		cur = childTable(cur, name)
-		name = string(p)
+		name = p
 	}
 	s, _ := cur[name].([]any)
 	if fresh {
@@ -371,7 +365,7 @@ func (b *treeBuilder) value(n *unstable.Node) (any, error) {
 			cur := m
 			key := kv.Key()
 			for key.Next() {
-				name := string(key.Node().Data)
+				name := b.intern(key.Node().Data)
 				if key.IsLast() {
 					v, err := b.value(kv.Value())
 					if err != nil {
