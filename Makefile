@@ -31,9 +31,10 @@ test-short: ## unit tests only (no real containerd, packer, cloud-init)
 	GVB_TEST_BIN= go test -short ./...
 
 FUZZTIME ?= 30s
-fuzz: ## bounded fuzzing of the config editor, the tool's config parser and the bzip2 decoder
+fuzz: ## bounded fuzzing of the config editor and its TOML tree, the tool's config parser and the bzip2 decoder
 	go test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bootstrap/config
 	go test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./bootstrap/bz2
+	go test -run '^$$' -fuzz '^FuzzTreeMatchesUnmarshal$$' -fuzztime $(FUZZTIME) ./bootstrap/containerd
 	@for p in $$(grep -rl --include='*_test.go' '^func FuzzEdit' bootstrap | xargs -r -n1 dirname | sort -u); do \
 	  echo "fuzz $$p"; go test -run '^$$' -fuzz '^FuzzEdit$$' -fuzztime $(FUZZTIME) ./$$p || exit 1; done
 

@@ -105,11 +105,12 @@ func runConfigure(ctx context.Context, g *Globals, args []string) (int, error) {
 		return ExitUsage, UsageError{err}
 	}
 	c := newConfigurator(g, v, log)
-	plan, err := c.Plan()
+	plan, err := c.PlanContext(ctx)
 	var fe *containerd.ForeignHandlerError
-	if errors.As(err, &fe) {
+	if err != nil && (errors.As(err, &fe) || ctx.Err() != nil) {
 		// The node is not bad input to this tool: another file would serve
-		// something else as runsc. Refused up front, nothing written.
+		// something else as runsc (refused up front), or the run was stopped
+		// (SIGTERM); nothing written.
 		return ExitFailed, err
 	}
 	if err != nil {

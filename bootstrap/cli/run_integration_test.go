@@ -159,8 +159,8 @@ func TestRunRestartsRealContainerdOnceAndCRIServesRunsc(t *testing.T) {
 // leaves alone a file that no longer holds what it wrote).
 type breakingConfig struct{ *containerd.Configurator }
 
-func (b breakingConfig) Ensure(dry bool) (reconcile.ConfigChange, error) {
-	ch, err := b.Configurator.Ensure(dry)
+func (b breakingConfig) Ensure(ctx context.Context, dry bool) (reconcile.ConfigChange, error) {
+	ch, err := b.Configurator.Ensure(ctx, dry)
 	if err != nil || dry {
 		return ch, err
 	}
@@ -207,7 +207,7 @@ func TestRollbackWhenRealContainerdRejectsNewConfig(t *testing.T) {
 // dropped; the CRI check must catch it and roll back.
 type naiveConfig struct{ root fsroot.Root }
 
-func (c naiveConfig) Ensure(dry bool) (reconcile.ConfigChange, error) {
+func (c naiveConfig) Ensure(_ context.Context, dry bool) (reconcile.ConfigChange, error) {
 	p := c.root.Path("/etc/containerd/config.toml")
 	old, _ := os.ReadFile(p)
 	naive := string(old) + "\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runsc]\n  runtime_type = \"io.containerd.runsc.v1\"\n"

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -126,7 +127,7 @@ func (c *Configurator) restorableBackup(current, stripped []byte) ([]byte, bool)
 		if err != nil {
 			return nil, false
 		}
-		if patched, _, err = ensureImports(rootDoc, rootPath, c.Containerd.DropinPath, d.SingleQuotes); err != nil {
+		if patched, _, err = ensureImports(context.Background(), rootDoc, rootPath, c.Containerd.DropinPath, d.SingleQuotes); err != nil {
 			return nil, false
 		}
 	} else if patched, _, err = editHandlers(doc, d, c.wanted()); err != nil {

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -219,7 +220,20 @@ func (c *Configurator) removeOwned(p *Plan, path, why string) error {
 }
 
 // Plan computes every change without writing anything.
-func (c *Configurator) Plan() (Plan, error) {
+func (c *Configurator) Plan() (Plan, error) { return c.PlanContext(context.Background()) }
+
+// PlanContext is Plan that stops, with an error saying so, when ctx is done:
+// planning a large config is on the kubelet gate's path, where SIGTERM and
+// the unit's start timeout must end it.
+func (c *Configurator) PlanContext(ctx context.Context) (Plan, error) {
+	p, err := c.plan(ctx)
+	if err != nil && ctx.Err() != nil {
+		return p, stopped(ctx, "plan containerd's config "+c.Root.Path(c.mainPath()))
+	}
+	return p, err
+}
+
+func (c *Configurator) plan(ctx context.Context) (Plan, error) {
 	if err := CheckSupported(c.Version); err != nil {
 		return Plan{}, err
 	}
@@ -228,7 +242,7 @@ func (c *Configurator) Plan() (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	doc, err := parseDocument(c.Root.Path(cfgPath), old)
+	doc, err := parseDocumentContext(ctx, c.Root.Path(cfgPath), old)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -237,7 +251,7 @@ func (c *Configurator) Plan() (Plan, error) {
 		return Plan{}, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
 	root := c.rootPath()
-	before, err := c.loadOrder(root, map[string]*document{cfgPath: doc})
+	before, err := c.loadOrder(ctx, root, map[string]*document{cfgPath: doc})
 	if err != nil {
 		return Plan{}, err
 	}
@@ -253,15 +267,23 @@ func (c *Configurator) Plan() (Plan, error) {
 	// that the simulation of containerd's load proves is taken.
 	var firstErr error
 	for _, cand := range c.candidates(d) {
-		p, err := c.planWith(cfgPath, doc, cand, old, existed, systemd)
+		if err := ctx.Err(); err != nil {
+			return Plan{Dialect: d}, err
+		}
+		p, err := c.planWith(ctx, cfgPath, doc, cand, old, existed, systemd)
 		if err != nil {
 			return p, err
 		}
-		over := map[string]*document{cfgPath: p.mainDoc}
+		// The files read for the plan, except those it writes: not parsed again.
+		over := map[string]*document{}
+		for _, f := range before {
+			over[f.Path] = f.Doc
+		}
+		over[cfgPath] = p.mainDoc
 		for k, v := range p.overrides {
 			over[k] = v
 		}
-		after, err := c.loadOrder(root, over)
+		after, err := c.loadOrder(ctx, root, over)
 		if err != nil {
 			return p, err
 		}
@@ -338,7 +360,7 @@ func (c *Configurator) handlerFile(cfgPath string) string {
 }
 
 // planWith plans every change for one dialect.
-func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []byte, existed, systemd bool) (Plan, error) {
+func (c *Configurator) planWith(ctx context.Context, cfgPath string, doc *document, d Dialect, old []byte, existed, systemd bool) (Plan, error) {
 	p := Plan{Dialect: d, SystemdCgroup: systemd, parsed: map[string]*document{}}
 	wanted := c.wanted()
 	if err := c.planOptions(&p, wanted); err != nil {
@@ -346,7 +368,7 @@ func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []
 	}
 	switch c.Containerd.Mode {
 	case "", "inplace":
-		out, changed, err := editDocument(doc, d, wanted)
+		out, changed, err := editDocument(ctx, doc, d, wanted)
 		if err != nil {
 			return p, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 		}
@@ -364,7 +386,7 @@ func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []
 			}
 		}
 	case "dropin":
-		if err := c.planDropin(&p, doc, d, old, existed, wanted); err != nil {
+		if err := c.planDropin(ctx, &p, doc, d, old, existed, wanted); err != nil {
 			return p, err
 		}
 	default:
@@ -382,7 +404,7 @@ func (c *Configurator) planWith(cfgPath string, doc *document, d Dialect, old []
 		nd := p.parsed[ch.Path]
 		if nd == nil || !bytes.Equal(nd.data, ch.New) {
 			var err error
-			if nd, err = parseDocument(c.Root.Path(ch.Path), ch.New); err != nil {
+			if nd, err = parseDocumentContext(ctx, c.Root.Path(ch.Path), ch.New); err != nil {
 				return p, err
 			}
 		}
@@ -422,7 +444,7 @@ func (c *Configurator) planOptions(p *Plan, wanted []Handler) error {
 
 // planDropin puts the handlers in the drop-in, makes the root import it and
 // removes handler stanzas an earlier in-place run left in the root.
-func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte, existed bool, wanted []Handler) error {
+func (c *Configurator) planDropin(ctx context.Context, p *Plan, doc *document, d Dialect, old []byte, existed bool, wanted []Handler) error {
 	cfgPath, dropin := c.mainPath(), c.Containerd.DropinPath
 	if dropin == "" {
 		return fmt.Errorf("--mode dropin needs containerd.dropin_path")
@@ -440,14 +462,14 @@ func (c *Configurator) planDropin(p *Plan, doc *document, d Dialect, old []byte,
 	if err := checkDropinAllowed(c.Version, d.ConfigVersion); err != nil {
 		return err
 	}
-	rootDoc, _, err := editDocument(doc, d, nil)
+	rootDoc, _, err := editDocument(ctx, doc, d, nil)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
 	if err := refuseRevival(doc, rootDoc, d, c.Version); err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}
-	root, _, err := ensureImports(rootDoc, cfgPath, dropin, d.SingleQuotes)
+	root, _, err := ensureImports(ctx, rootDoc, cfgPath, dropin, d.SingleQuotes)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)
 	}

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -66,7 +67,7 @@ func importCovers(entry, rootPath, p string) bool {
 // array is extended in place, else `imports = [p]` is written as a top-level key
 // before the first table (appended after a table it would be that table's key,
 // and containerd would ignore it with only a warning).
-func ensureImports(doc *document, rootPath, p string, single bool) ([]byte, bool, error) {
+func ensureImports(ctx context.Context, doc *document, rootPath, p string, single bool) ([]byte, bool, error) {
 	var imp *statement
 	for i := range doc.stmts {
 		s := &doc.stmts[i]
@@ -117,7 +118,7 @@ func ensureImports(doc *document, rootPath, p string, single bool) ([]byte, bool
 		e = textEdit{start: at, end: at, text: matchLineEnds(doc.data, text)}
 	}
 	out := applyEdits(doc.data, []textEdit{e})
-	after, err := parseDocument("edited config", out)
+	after, err := parseDocumentContext(ctx, "edited config", out)
 	if err != nil {
 		return nil, false, fmt.Errorf("refusing the imports edit, its result does not parse (please report this file): %w", err)
 	}

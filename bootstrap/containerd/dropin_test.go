@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
@@ -148,13 +149,13 @@ func TestEnsureImportsEdits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, _, err := ensureImports(doc, "/etc/containerd/config.toml", p, false)
+		out, _, err := ensureImports(context.Background(), doc, "/etc/containerd/config.toml", p, false)
 		if err != nil || string(out) != want {
 			t.Errorf("ensureImports(%q) = %q, %v; want %q", in, out, err, want)
 		}
 	}
 	doc, _ := parseDocument("t", []byte("imports = [1]\n"))
-	if _, _, err := ensureImports(doc, "/etc/containerd/config.toml", p, false); err == nil {
+	if _, _, err := ensureImports(context.Background(), doc, "/etc/containerd/config.toml", p, false); err == nil {
 		t.Error("non-string imports accepted")
 	}
 }

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"maps"
 	"reflect"
@@ -114,7 +115,7 @@ type textEdit struct {
 // unchanged (no reformatting of our own block). Every result is checked: it parses,
 // holds the wanted handlers, and equals the input everywhere else.
 func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, error) {
-	out, changed, err := editDocument(doc, d, wanted)
+	out, changed, err := editDocument(context.Background(), doc, d, wanted)
 	if err != nil {
 		return nil, false, err
 	}
@@ -124,7 +125,7 @@ func editHandlers(doc *document, d Dialect, wanted []Handler) ([]byte, bool, err
 // editDocument is editHandlers returning the parsed result (doc itself when
 // unchanged): the self-check parsed it already, and a caller that reads the
 // result again need not parse a large file twice.
-func editDocument(doc *document, d Dialect, wanted []Handler) (*document, bool, error) {
+func editDocument(ctx context.Context, doc *document, d Dialect, wanted []Handler) (*document, bool, error) {
 	wanted = withUserKeys(doc.tree, d, wanted)
 	if satisfied(doc.tree, d, wanted) {
 		return doc, false, nil
@@ -152,7 +153,7 @@ func editDocument(doc *document, d Dialect, wanted []Handler) (*document, bool, 
 		edits = append(edits, insertion(doc, d, wanted, builtin, edits))
 	}
 	out := applyEdits(doc.data, edits)
-	outDoc, err := verifyEdit(doc.tree, out, d, wanted, builtin)
+	outDoc, err := verifyEdit(ctx, doc.tree, out, d, wanted, builtin)
 	if err != nil {
 		return nil, false, err
 	}
@@ -436,8 +437,8 @@ func applyEdits(data []byte, edits []textEdit) []byte {
 // holds the wanted handlers in the dialect's family, and apart from managed
 // handlers equals the input key for key, value for value. It returns the parsed
 // result.
-func verifyEdit(before map[string]any, out []byte, d Dialect, wanted []Handler, builtinRunc bool) (*document, error) {
-	doc, err := parseDocument("edited config", out)
+func verifyEdit(ctx context.Context, before map[string]any, out []byte, d Dialect, wanted []Handler, builtinRunc bool) (*document, error) {
+	doc, err := parseDocumentContext(ctx, "edited config", out)
 	if err != nil {
 		return nil, fmt.Errorf("refusing the edit, its result does not parse (please report this file): %w", err)
 	}

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ type loadedFile struct {
 // when set, replaces one file's content (a planned write), or removes the file
 // when its document is nil. A file that cannot be read or parsed is an error
 // naming it: containerd would refuse to start with it.
-func (c *Configurator) loadOrder(mainPath string, override map[string]*document) ([]loadedFile, error) {
+func (c *Configurator) loadOrder(ctx context.Context, mainPath string, override map[string]*document) ([]loadedFile, error) {
 	var out []loadedFile
 	seen := map[string]bool{}
 	type pend struct {
@@ -52,7 +53,7 @@ func (c *Configurator) loadOrder(mainPath string, override map[string]*document)
 				}
 				return nil, fmt.Errorf("containerd's config imports %s, which cannot be read (containerd would fail to start): %w", c.Root.Path(p.path), err)
 			}
-			if doc, err = parseDocument(c.Root.Path(p.path), data); err != nil {
+			if doc, err = parseDocumentContext(ctx, c.Root.Path(p.path), data); err != nil {
 				return nil, err
 			}
 		}
@@ -181,7 +182,7 @@ func (c *Configurator) managedWanted() []string {
 // containerd loads: the last one in the load order that sets it.
 func (c *Configurator) definedBy(handler string) string {
 	mainPath := c.rootPath()
-	files, err := c.loadOrder(mainPath, nil)
+	files, err := c.loadOrder(context.Background(), mainPath, nil)
 	if err != nil {
 		return c.Root.Path(mainPath)
 	}

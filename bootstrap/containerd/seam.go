@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -19,9 +20,9 @@ var _ reconcile.ContainerdConfig = (*Configurator)(nil)
 // Ensure plans and (unless dryRun) applies the registration. A file rewritten by
 // another agent between plan and write is planned again from its new content, a
 // bounded number of times.
-func (c *Configurator) Ensure(dryRun bool) (reconcile.ConfigChange, error) {
+func (c *Configurator) Ensure(ctx context.Context, dryRun bool) (reconcile.ConfigChange, error) {
 	for attempt := 1; ; attempt++ {
-		ch, err := c.ensureOnce(dryRun)
+		ch, err := c.ensureOnce(ctx, dryRun)
 		if errors.Is(err, ErrChangedSincePlan) && attempt < 3 {
 			c.log().Warn("containerd's config was rewritten during the run: planning again from the new content", "error", err)
 			continue
@@ -30,8 +31,8 @@ func (c *Configurator) Ensure(dryRun bool) (reconcile.ConfigChange, error) {
 	}
 }
 
-func (c *Configurator) ensureOnce(dryRun bool) (reconcile.ConfigChange, error) {
-	plan, err := c.Plan()
+func (c *Configurator) ensureOnce(ctx context.Context, dryRun bool) (reconcile.ConfigChange, error) {
+	plan, err := c.PlanContext(ctx)
 	if err != nil {
 		return reconcile.ConfigChange{}, err
 	}

@@ -2,6 +2,7 @@ package containerd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -57,13 +58,22 @@ func (e *TOMLError) Error() string {
 // builds the value tree, in one pass over the parser's expressions (tomltree.go).
 // name is used in errors.
 func parseDocument(name string, data []byte) (*document, error) {
+	return parseDocumentContext(context.Background(), name, data)
+}
+
+// parseDocumentContext is parseDocument that stops when ctx is done (SIGTERM,
+// the unit's start timeout): a large file is read expression by expression.
+func parseDocumentContext(ctx context.Context, name string, data []byte) (*document, error) {
 	// At most one statement per line: no growing (and copying) of a large index.
 	doc := &document{data: data, stmts: make([]statement, 0, bytes.Count(data, []byte("\n"))+1)}
 	var p unstable.Parser
 	p.Reset(data)
 	tb := newTreeBuilder()
 	var table []string
-	for p.NextExpression() {
+	for i := 0; p.NextExpression(); i++ {
+		if i%1024 == 1023 && ctx.Err() != nil {
+			return nil, stopped(ctx, "read "+name)
+		}
 		n := p.Expression()
 		if n.Kind != unstable.Table && n.Kind != unstable.ArrayTable && n.Kind != unstable.KeyValue {
 			continue
@@ -166,6 +176,12 @@ func lineEnd(data []byte, off int) int {
 		return len(data)
 	}
 	return off + i + 1
+}
+
+// stopped is the error of work that ctx ended (SIGTERM, the unit's start
+// timeout) before it finished.
+func stopped(ctx context.Context, what string) error {
+	return fmt.Errorf("%s: stopped before it finished (%w); nothing was written", what, context.Cause(ctx))
 }
 
 // hasPrefix reports whether path starts with prefix.

@@ -52,19 +52,37 @@ func (k seenKind) String() string {
 	return "invalid"
 }
 
-// seenKey is one key the document defined; children are its sub-keys (for an
-// array of tables: those of its current element).
+// seenKey is one key the document defined; its sub-keys (for an array of
+// tables: those of its current element) are in few, or in many once there are
+// more than a handful (most tables of a large config have one or two keys: a
+// map each was a large part of the parse).
 type seenKey struct {
 	kind     seenKind
 	explicit bool
-	children map[string]*seenKey
+	few      []namedSeen
+	many     map[string]*seenKey
+}
+
+type namedSeen struct {
+	name string
+	key  *seenKey
 }
 
 // scalarSeen stands for every key whose value cannot hold keys (all but inline
 // tables): such an entry is only ever found, never changed or extended.
 var scalarSeen = &seenKey{kind: seenValue}
 
-func (s *seenKey) find(name string) *seenKey { return s.children[name] }
+func (s *seenKey) find(name string) *seenKey {
+	if s.many != nil {
+		return s.many[name]
+	}
+	for _, c := range s.few {
+		if c.name == name {
+			return c.key
+		}
+	}
+	return nil
+}
 
 func (s *seenKey) create(name string, kind seenKind, explicit bool) *seenKey {
 	n := &seenKey{kind: kind, explicit: explicit}
@@ -73,11 +91,24 @@ func (s *seenKey) create(name string, kind seenKind, explicit bool) *seenKey {
 }
 
 func (s *seenKey) link(name string, n *seenKey) {
-	if s.children == nil {
-		s.children = map[string]*seenKey{}
+	const fewMax = 8
+	switch {
+	case s.many != nil:
+		s.many[name] = n
+	case len(s.few) < fewMax:
+		s.few = append(s.few, namedSeen{name, n})
+	default:
+		s.many = make(map[string]*seenKey, 2*fewMax)
+		for _, c := range s.few {
+			s.many[c.name] = c.key
+		}
+		s.many[name] = n
+		s.few = nil
 	}
-	s.children[name] = n
 }
+
+// forget drops every sub-key (a new element of an array of tables).
+func (s *seenKey) forget() { s.few, s.many = nil, nil }
 
 // treeBuilder turns a document's expressions into its value tree.
 type treeBuilder struct {
@@ -200,7 +231,7 @@ func (b *treeBuilder) checkArrayTable(parts []string) (fresh bool, err error) {
 				return false, fmt.Errorf("key %s already exists as a %s, but should be an array table", name, e.kind)
 			}
 			// A new element: its keys may be defined again.
-			e.children = nil
+			e.forget()
 			b.curSeen = e
 			return false, nil
 		}
@@ -267,7 +298,7 @@ func (b *treeBuilder) checkValue(e *seenKey, v *unstable.Node) error {
 		for it := v.Children(); it.Next(); {
 			c := it.Node()
 			if c.Kind == unstable.InlineTable || c.Kind == unstable.Array {
-				// Not reachable by name: never linked into e.children.
+				// Not reachable by name: never linked into e.
 				if err := b.checkValue(&seenKey{kind: seenAnonymous}, c); err != nil {
 					return err
 				}

@@ -204,7 +204,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 		// A change that needs a restart is not even written when the same input
 		// already failed (or the back-off runs): writing it and undoing it on
 		// every run would be a loop of its own.
-		if pre, err := r.Conf.Ensure(true); err == nil && pre.RestartNeeded {
+		if pre, err := r.Conf.Ensure(ctx, true); err == nil && pre.RestartNeeded {
 			if err := r.mayRestart(r.attemptKey(pre), time.Now()); err != nil {
 				return fail(fmt.Errorf("configure containerd: %w", err))
 			}
@@ -216,7 +216,7 @@ func (r *Reconciler) run(ctx context.Context, opt Options) Report {
 			rep.Warnings = append(rep.Warnings, msg)
 		}
 	}
-	change, err := r.Conf.Ensure(opt.DryRun)
+	change, err := r.Conf.Ensure(ctx, opt.DryRun)
 	if err != nil {
 		return fail(fmt.Errorf("configure containerd: %w", err))
 	}

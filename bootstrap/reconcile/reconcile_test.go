@@ -57,7 +57,7 @@ type fakeConf struct {
 	undone       int
 }
 
-func (c *fakeConf) Ensure(dry bool) (ConfigChange, error) {
+func (c *fakeConf) Ensure(_ context.Context, dry bool) (ConfigChange, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ensureCalled++

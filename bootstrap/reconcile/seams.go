@@ -32,7 +32,9 @@ type Binaries interface {
 // ContainerdConfig registers runsc in containerd's config (bootstrap/containerd
 // behind it).
 type ContainerdConfig interface {
-	Ensure(dryRun bool) (ConfigChange, error)
+	// Ensure stops when ctx is done (SIGTERM, the unit's start timeout): planning
+	// a large config takes a while.
+	Ensure(ctx context.Context, dryRun bool) (ConfigChange, error)
 	Problems() []Problem
 	// FileHasRunsc reports whether the config on disk registers the runsc handler.
 	FileHasRunsc() bool
