@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"golang.org/x/sys/unix"
@@ -36,6 +37,34 @@ type Configurator struct {
 	// imports ConfigPath, as on Azure Container Linux); "" means ConfigPath.
 	Loaded string
 	Log    *slog.Logger
+
+	// docs are the files parsed so far, by node path: one run reads the same
+	// (possibly large) config for the plan, FileHasRunsc and the CRI check's
+	// expectations. Documents are never changed once parsed.
+	docsMu sync.Mutex
+	docs   map[string]*document
+}
+
+// parsed is parseDocumentContext of the node file p holding data, from the
+// cache when that content was parsed before.
+func (c *Configurator) parsed(ctx context.Context, p string, data []byte) (*document, error) {
+	c.docsMu.Lock()
+	doc := c.docs[p]
+	c.docsMu.Unlock()
+	if doc != nil && bytes.Equal(doc.data, data) {
+		return doc, nil
+	}
+	doc, err := parseDocumentContext(ctx, c.Root.Path(p), data)
+	if err != nil {
+		return nil, err
+	}
+	c.docsMu.Lock()
+	if c.docs == nil {
+		c.docs = map[string]*document{}
+	}
+	c.docs[p] = doc
+	c.docsMu.Unlock()
+	return doc, nil
 }
 
 // The release's entry points in BinDir (stable links into the current release).
@@ -242,7 +271,7 @@ func (c *Configurator) plan(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	doc, err := parseDocumentContext(ctx, c.Root.Path(cfgPath), old)
+	doc, err := c.parsed(ctx, cfgPath, old)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -598,12 +627,17 @@ func HasRunsc(data []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return docHasRunsc(doc), nil
+}
+
+// docHasRunsc is HasRunsc of a parsed config.
+func docHasRunsc(doc *document) bool {
 	for _, f := range allFamilies {
 		if _, ok := lookup(doc.tree, f.Handler(HandlerRunsc)); ok {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
 }
 
 // modeOf is a node file's permission bits (0 when missing).

@@ -454,7 +454,8 @@ func verifyEdit(ctx context.Context, before map[string]any, out []byte, d Dialec
 		}
 		b, _ = withoutPath(b, runc)
 	}
-	if !treesEqual(a, b) {
+	doc.proven = provenEqual{}
+	if !treesEqualMemo(a, b, doc.proven) {
 		return nil, fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
 	}
 	return doc, nil

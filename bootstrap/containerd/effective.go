@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"time"
+	"unsafe"
 )
 
 // The config containerd loads is the main file merged with its imports, in an
@@ -226,7 +227,13 @@ func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) err
 			}
 		}
 	}
-	if !treesEqual(b, a) {
+	memo := provenEqual{}
+	for _, f := range after {
+		for k := range f.Doc.proven {
+			memo[k] = struct{}{}
+		}
+	}
+	if !treesEqualMemo(b, a, memo) {
 		return fmt.Errorf("containerd %s would load other settings differently with the planned files (runtimes under one naming would hide those under the other)", v)
 	}
 	return nil
@@ -235,18 +242,48 @@ func effectiveCheck(before, after []loadedFile, v Version, wanted []Handler) err
 // treesEqual compares decoded TOML values (NaN equal to NaN), in time linear in
 // their size: go-cmp's reflection walks deep arrays far too slowly for the
 // kubelet gate's path.
-func treesEqual(a, b any) bool {
+func treesEqual(a, b any) bool { return treesEqualMemo(a, b, nil) }
+
+// provenEqual are pairs of large tables (one tree's, another's) found equal.
+// Trees are never changed once decoded, so a later comparison of trees that
+// share those tables (the load simulation after the edit's self-check) need
+// not walk them again: the self-check and the simulation each walked the
+// whole of a 5 MB config.
+type provenEqual map[[2]unsafe.Pointer]struct{}
+
+// provenMin is the size from which a table's comparison is remembered.
+const provenMin = 16
+
+// treesEqualMemo is treesEqual that consults and extends memo (nil: none).
+func treesEqualMemo(a, b any, memo provenEqual) bool {
 	switch x := a.(type) {
 	case map[string]any:
 		y, ok := b.(map[string]any)
 		if !ok || len(x) != len(y) {
 			return false
 		}
+		var key [2]unsafe.Pointer
+		remember := false
+		if len(x) >= provenMin {
+			// One table shared by both trees (a file the plan does not
+			// change), or a pair compared before.
+			key = [2]unsafe.Pointer{reflect.ValueOf(x).UnsafePointer(), reflect.ValueOf(y).UnsafePointer()}
+			if key[0] == key[1] {
+				return true
+			}
+			if _, ok := memo[key]; ok {
+				return true
+			}
+			remember = memo != nil
+		}
 		for k, xv := range x {
 			yv, ok := y[k]
-			if !ok || !treesEqual(xv, yv) {
+			if !ok || !treesEqualMemo(xv, yv, memo) {
 				return false
 			}
+		}
+		if remember {
+			memo[key] = struct{}{}
 		}
 		return true
 	case []any:
@@ -255,7 +292,7 @@ func treesEqual(a, b any) bool {
 			return false
 		}
 		for i := range x {
-			if !treesEqual(x[i], y[i]) {
+			if !treesEqualMemo(x[i], y[i], memo) {
 				return false
 			}
 		}

@@ -53,7 +53,7 @@ func (c *Configurator) loadOrder(ctx context.Context, mainPath string, override 
 				}
 				return nil, fmt.Errorf("containerd's config imports %s, which cannot be read (containerd would fail to start): %w", c.Root.Path(p.path), err)
 			}
-			if doc, err = parseDocumentContext(ctx, c.Root.Path(p.path), data); err != nil {
+			if doc, err = c.parsed(ctx, p.path, data); err != nil {
 				return nil, err
 			}
 		}

@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -31,7 +32,10 @@ func benchPlan(b *testing.B, data []byte, version string) {
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := node.C.Plan(); err != nil {
+		// A new Configurator, as each run has (it keeps the files it parsed).
+		n := node.C
+		c := &Configurator{Root: n.Root, Containerd: n.Containerd, Runsc: n.Runsc, Version: n.Version}
+		if _, err := c.Plan(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -61,6 +65,31 @@ func BenchmarkParse5MB(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := parseDocument("bench", data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHealthyRun5MB is what one run (the kubelet gate's) asks of the
+// configurator on a node whose 5 MB config already registers runsc: the plan
+// (no change), FileHasRunsc and the CRI check's expectations, with a new
+// Configurator each time, as each run has.
+func BenchmarkHealthyRun5MB(b *testing.B) {
+	data := bigConfig(5<<20, 0)
+	node := newScratchNode(&testing.T{}, mustVersionB(b, "2.3.7"), "")
+	if err := os.WriteFile(node.configPath(), data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := node.C.Ensure(context.Background(), false); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := node.C
+		c := &Configurator{Root: n.Root, Containerd: n.Containerd, Runsc: n.Runsc, Version: n.Version}
+		ch, err := c.Ensure(context.Background(), false)
+		if err != nil || ch.Changed || !c.FileHasRunsc() || c.Expect().DefinedBy == "" {
+			b.Fatalf("not a healthy node: %+v %v", ch, err)
 		}
 	}
 }

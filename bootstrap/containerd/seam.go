@@ -92,15 +92,17 @@ func (c *Configurator) Problems() []reconcile.Problem { return c.Check() }
 // FileHasRunsc reports whether the config containerd loads registers the runsc
 // handler.
 func (c *Configurator) FileHasRunsc() bool {
-	b, err := c.Root.ReadFile(c.mainPath())
-	if err != nil {
-		return false
-	}
-	ok, _ := HasRunsc(b)
-	if !ok && c.Containerd.Mode == "dropin" && c.Containerd.DropinPath != "" {
-		if d, err := c.Root.ReadFile(c.Containerd.DropinPath); err == nil {
-			ok, _ = HasRunsc(d)
+	has := func(p string) bool {
+		b, err := c.Root.ReadFile(p)
+		if err != nil {
+			return false
 		}
+		doc, err := c.parsed(context.Background(), p, b)
+		return err == nil && docHasRunsc(doc)
+	}
+	ok := has(c.mainPath())
+	if !ok && c.Containerd.Mode == "dropin" && c.Containerd.DropinPath != "" {
+		ok = has(c.Containerd.DropinPath)
 	}
 	return ok
 }

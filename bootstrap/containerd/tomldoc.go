@@ -41,6 +41,9 @@ type document struct {
 	data  []byte
 	stmts []statement
 	tree  map[string]any
+	// proven are its tables that the edit's self-check found equal to those
+	// of the document it was edited from.
+	proven provenEqual
 }
 
 // TOMLError is invalid TOML with the position containerd's users need to fix it.
@@ -97,7 +100,7 @@ func parseDocumentContext(ctx context.Context, name string, data []byte) (*docum
 		case unstable.KeyValue:
 			v := n.Value()
 			s := statement{kind: n.Kind, table: table, value: v.Kind, singleQuoted: single, doubleQuoted: double, lastElemEnd: -1}
-			s.path = append(append([]string{}, table...), keys...)
+			s.path = append(append(make([]string, 0, len(table)+len(keys)), table...), keys...)
 			off := int(n.Raw.Offset)
 			s.start, s.indent = lineStart(data, off)
 			s.end = lineEnd(data, int(n.Raw.Offset+n.Raw.Length))
@@ -136,6 +139,11 @@ func parseDocumentContext(ctx context.Context, name string, data []byte) (*docum
 // many parts are 'literal' and "basic" quoted.
 func keyParts(data []byte, it unstable.Iterator, intern func([]byte) string) (parts []string, first, single, double int) {
 	first = -1
+	n := 0
+	for c := it; c.Next(); {
+		n++
+	}
+	parts = make([]string, 0, n)
 	for it.Next() {
 		k := it.Node()
 		if first < 0 {

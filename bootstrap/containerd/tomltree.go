@@ -61,6 +61,10 @@ type seenKey struct {
 	explicit bool
 	few      []namedSeen
 	many     map[string]*seenKey
+	// m is the key's table in the value tree (an array of tables: its last
+	// element), so that a [header] is walked once, not in both trees; nil
+	// under an inline table, which no header can reach.
+	m map[string]any
 }
 
 type namedSeen struct {
@@ -122,7 +126,7 @@ type treeBuilder struct {
 
 func newTreeBuilder() *treeBuilder {
 	root := map[string]any{}
-	seen := &seenKey{kind: seenTable}
+	seen := &seenKey{kind: seenTable, m: root}
 	return &treeBuilder{root: root, cur: root, seen: seen, curSeen: seen, names: map[string]string{}}
 }
 
@@ -158,13 +162,12 @@ func (b *treeBuilder) add(n *unstable.Node, parts []string, key int) error {
 		if err := b.checkTable(parts); err != nil {
 			return &treeError{where: where, msg: "toml: " + err.Error()}
 		}
-		b.cur = b.table(parts)
+		b.cur = b.curSeen.m
 	case unstable.ArrayTable:
-		fresh, err := b.checkArrayTable(parts)
-		if err != nil {
+		if err := b.checkArrayTable(parts); err != nil {
 			return &treeError{where: where, msg: "toml: " + err.Error()}
 		}
-		b.cur = b.arrayTableElem(parts, fresh)
+		b.cur = b.curSeen.m
 	case unstable.KeyValue:
 		if err := b.checkKeyValue(b.curSeen, parts, n.Value()); err != nil {
 			return &treeError{where: where, msg: "toml: " + err.Error()}
@@ -190,6 +193,7 @@ func (b *treeBuilder) checkTable(parts []string) error {
 		if i == len(parts)-1 {
 			if e == nil {
 				b.curSeen = parent.create(name, seenTable, true)
+				b.curSeen.m = childTable(parent.m, name)
 				return nil
 			}
 			switch e.kind {
@@ -216,36 +220,42 @@ func (b *treeBuilder) checkTable(parts []string) error {
 	return errors.New("table without a key")
 }
 
-// checkArrayTable is SeenTracker.CheckArrayTable; fresh reports the first
-// [[header]] of its name.
-func (b *treeBuilder) checkArrayTable(parts []string) (fresh bool, err error) {
+// checkArrayTable is SeenTracker.CheckArrayTable; it appends the new element
+// to the array (decoder.anyArrayTableParts).
+func (b *treeBuilder) checkArrayTable(parts []string) error {
 	parent := b.seen
 	for i, name := range parts {
 		e := parent.find(name)
 		if i == len(parts)-1 {
+			var s []any
 			if e == nil {
-				b.curSeen = parent.create(name, seenArrayTable, true)
-				return true, nil
+				e = parent.create(name, seenArrayTable, true)
+			} else if e.kind != seenArrayTable {
+				return fmt.Errorf("key %s already exists as a %s, but should be an array table", name, e.kind)
+			} else {
+				// A new element: its keys may be defined again.
+				e.forget()
+				s, _ = parent.m[name].([]any)
 			}
-			if e.kind != seenArrayTable {
-				return false, fmt.Errorf("key %s already exists as a %s, but should be an array table", name, e.kind)
-			}
-			// A new element: its keys may be defined again.
-			e.forget()
+			e.m = map[string]any{}
+			parent.m[name] = append(s, e.m)
 			b.curSeen = e
-			return false, nil
+			return nil
 		}
+		var err error
 		if parent, err = intermediate(parent, e, name); err != nil {
-			return false, err
+			return err
 		}
 	}
-	return false, errors.New("array table without a key")
+	return errors.New("array table without a key")
 }
 
 // intermediate is a header's key part before the last: a table on the way.
 func intermediate(parent, e *seenKey, name string) (*seenKey, error) {
 	if e == nil {
-		return parent.create(name, seenTable, false), nil
+		e = parent.create(name, seenTable, false)
+		e.m = childTable(parent.m, name)
+		return e, nil
 	}
 	switch e.kind {
 	case seenTable, seenArrayTable, seenDotted:
@@ -270,6 +280,9 @@ func (b *treeBuilder) checkKeyValue(parent *seenKey, parts []string, v *unstable
 		}
 		if e == nil {
 			e = parent.create(name, seenDotted, false)
+			if parent.m != nil {
+				e.m = childTable(parent.m, name)
+			}
 		} else if e.kind != seenDotted {
 			return fmt.Errorf("key %s is already defined", name)
 		}
@@ -306,33 +319,6 @@ func (b *treeBuilder) checkValue(e *seenKey, v *unstable.Node) error {
 		}
 	}
 	return nil
-}
-
-// table is the map a [header] designates (decoder.anyTableParts).
-func (b *treeBuilder) table(parts []string) map[string]any {
-	cur := b.root
-	for _, p := range parts {
-		cur = childTable(cur, p)
-	}
-	return cur
-}
-
-// arrayTableElem appends a new element to the array a [[header]] designates
-// (decoder.anyArrayTableParts).
-func (b *treeBuilder) arrayTableElem(parts []string, fresh bool) map[string]any {
-	cur := b.root
-	name := parts[0]
-	for _, p := range parts[1:] {
-		cur = childTable(cur, name)
-		name = p
-	}
-	s, _ := cur[name].([]any)
-	if fresh {
-		s = s[:0]
-	}
-	elem := map[string]any{}
-	cur[name] = append(s, elem)
-	return elem
 }
 
 // childTable is decoder.anyChildTable: the table at name, created when absent;
