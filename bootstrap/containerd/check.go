@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -51,7 +52,7 @@ func (c *Configurator) Check() []Problem {
 // in-place config.
 func (c *Configurator) describeHandlers(data []byte, d Dialect) []Problem {
 	path := c.Root.Path(c.Containerd.ConfigPath)
-	doc, err := parseDocument(path, data)
+	doc, err := c.parsed(context.Background(), c.mainPath(), data)
 	if err != nil {
 		return []Problem{{Path: path, What: err.Error(), Fix: "fix the file"}}
 	}

@@ -47,4 +47,16 @@
 // Every result is checked before it is returned: it must parse, hold the wanted
 // handlers, and equal the input everywhere else; a file already in the wanted
 // state is returned untouched.
+//
+// # Time
+//
+// Planning is on the kubelet gate's path, so it is linear in the config's size
+// and stops when the run's context is done (SIGTERM, the unit's start
+// timeout). The statement index and the value tree come from one pass of
+// go-toml's unstable parser (tomltree.go applies go-toml's rules; its
+// toml.Unmarshal into a map is quadratic in the number of tables: 16 s for a
+// 5 MB config). Decoded trees are never changed: the merge simulation and the
+// comparisons share their subtrees instead of copying them, a run parses each
+// file once, and the simulation's comparison reuses the tables the edit's
+// self-check proved equal. BenchmarkPlan5MB, BenchmarkHealthyRun5MB.
 package containerd

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
@@ -131,7 +129,7 @@ func ensureImports(ctx context.Context, doc *document, rootPath, p string, singl
 	delete(a, "imports")
 	delete(b, "imports")
 	if !treesEqual(a, b) {
-		return nil, false, fmt.Errorf("refusing the imports edit: it would change other settings (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
+		return nil, false, fmt.Errorf("refusing the imports edit: it would change other settings (please report this file): %s", treeDifference(a, b))
 	}
 	return out, true, nil
 }

@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -456,7 +454,7 @@ func verifyEdit(ctx context.Context, before map[string]any, out []byte, d Dialec
 	}
 	doc.proven = provenEqual{}
 	if !treesEqualMemo(a, b, doc.proven) {
-		return nil, fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", cmp.Diff(a, b, cmpopts.EquateNaNs()))
+		return nil, fmt.Errorf("refusing the edit: it would change settings outside the runsc tables (please report this file): %s", treeDifference(a, b))
 	}
 	return doc, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"sort"
+	"strings"
 	"time"
 	"unsafe"
 )
@@ -308,4 +310,88 @@ func treesEqualMemo(a, b any, memo provenEqual) bool {
 	default:
 		return a == b
 	}
+}
+
+// treeDifference names the first place where two trees that treesEqual finds
+// different differ, for an error message. It is linear, as treesEqual is
+// (go-cmp's diff of a config with a deeply nested array does not end).
+func treeDifference(a, b any) string {
+	var path []string
+	for {
+		switch x := a.(type) {
+		case map[string]any:
+			y, ok := b.(map[string]any)
+			if !ok {
+				return differs(path, a, b)
+			}
+			keys := make([]string, 0, len(x)+len(y))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			for k := range y {
+				if _, ok := x[k]; !ok {
+					keys = append(keys, k)
+				}
+			}
+			sort.Strings(keys)
+			next := ""
+			for _, k := range keys {
+				xv, xok := x[k]
+				yv, yok := y[k]
+				if !xok || !yok {
+					return differs(append(path, k), xv, yv)
+				}
+				if !treesEqual(xv, yv) {
+					next = k
+					break
+				}
+			}
+			if next == "" {
+				return "no difference found"
+			}
+			path, a, b = append(path, next), x[next], y[next]
+		case []any:
+			y, ok := b.([]any)
+			if !ok || len(x) != len(y) {
+				return differs(path, a, b)
+			}
+			i := 0
+			for i < len(x) && treesEqual(x[i], y[i]) {
+				i++
+			}
+			if i == len(x) {
+				return "no difference found"
+			}
+			path, a, b = append(path, fmt.Sprintf("[%d]", i)), x[i], y[i]
+		default:
+			return differs(path, a, b)
+		}
+	}
+}
+
+// differs says what one place holds before and after, briefly.
+func differs(path []string, a, b any) string {
+	short := func(v any) string {
+		switch t := v.(type) {
+		case nil:
+			return "absent"
+		case map[string]any:
+			return fmt.Sprintf("a table of %d keys", len(t))
+		case []any:
+			return fmt.Sprintf("an array of %d values", len(t))
+		}
+		s := fmt.Sprintf("%v", v)
+		if len(s) > 80 {
+			s = s[:80] + "..."
+		}
+		return fmt.Sprintf("%s (%T)", s, v)
+	}
+	if len(path) > 12 {
+		path = append(append(append([]string{}, path[:5]...), fmt.Sprintf("(%d more)", len(path)-10)), path[len(path)-5:]...)
+	}
+	where := strings.Join(path, ".")
+	if where == "" {
+		where = "the whole file"
+	}
+	return fmt.Sprintf("%s was %s, would be %s", where, short(a), short(b))
 }

@@ -162,3 +162,33 @@ func FuzzTreeMatchesUnmarshal(f *testing.F) {
 		checkTreeMatchesUnmarshal(t, data)
 	})
 }
+
+// treeDifference names the place two trees differ, also in a deeply nested
+// array (where go-cmp's diff does not end).
+func TestTreeDifference(t *testing.T) {
+	parse := func(s string) map[string]any {
+		doc, err := parseDocument("t", []byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc.tree
+	}
+	deep := func(leaf string) string {
+		return "[a.b]\nx = " + strings.Repeat("[", 5000) + leaf + strings.Repeat("]", 5000) + "\n"
+	}
+	for _, c := range []struct{ a, b, want string }{
+		{"[a]\nx = 1\ny = 2\n", "[a]\nx = 1\ny = 3\n", "a.y was 2 (int64), would be 3 (int64)"},
+		{"[a]\nx = 1\n", "[a]\nx = 1\n[b]\n", "b was absent, would be a table of 0 keys"},
+		{"x = [1, 2]\n", "x = [1, '2']\n", "x.[1] was 2 (int64), would be 2 (string)"},
+		{deep("1"), deep("2"), "a.b.x.[0].[0].(4993 more).[0].[0].[0].[0].[0] was 1 (int64), would be 2 (int64)"},
+	} {
+		a, b := parse(c.a), parse(c.b)
+		if treesEqual(a, b) {
+			t.Fatalf("equal: %q %q", c.a, c.b)
+		}
+		got := treeDifference(a, b)
+		if got != c.want {
+			t.Errorf("treeDifference = %q, want %q", got, c.want)
+		}
+	}
+}
