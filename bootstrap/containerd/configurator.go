@@ -275,6 +275,7 @@ func (c *Configurator) plan(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	faultpoint.Hit("containerd-plan-read")
 	d, err := detectDialect(doc, c.Version)
 	if err != nil {
 		return Plan{}, fmt.Errorf("%s: %w", c.Root.Path(cfgPath), err)

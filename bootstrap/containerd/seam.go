@@ -45,6 +45,10 @@ func (c *Configurator) ensureOnce(ctx context.Context, dryRun bool) (reconcile.C
 	if dryRun {
 		return ch, nil
 	}
+	if ctx.Err() != nil {
+		// Stopped between the plan and the first write: write nothing.
+		return reconcile.ConfigChange{}, stopped(ctx, "write containerd's config "+c.Root.Path(plan.MainPath))
+	}
 	if err := c.Apply(plan); err != nil {
 		return reconcile.ConfigChange{}, err
 	}

@@ -3,7 +3,9 @@ package containerd
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -16,8 +18,8 @@ import (
 // seconds per parse, several parses per plan, on the kubelet gate's path).
 // treeBuilder applies go-toml's rules (internal/tracker's SeenTracker and the
 // generic decoder of decode_fused.go, v2.4) with a map per table instead, and
-// decodes every scalar but strings, booleans and plain integers through go-toml
-// itself, so the tree is the one toml.Unmarshal returns (the tests compare the
+// decodes integers in other forms and offset date-times through go-toml itself
+// (floats and local dates and times as its decoder does), so the tree is the one toml.Unmarshal returns (the tests compare the
 // two on the test configs and on generated and fuzzed input).
 
 // seenKind is how a key was defined, as go-toml's tracker records it.
@@ -351,6 +353,31 @@ func (b *treeBuilder) value(n *unstable.Node) (any, error) {
 			return i, nil
 		}
 		return b.scalar(n)
+	case unstable.Float:
+		if f, ok := tomlFloat(n.Data); ok {
+			return f, nil
+		}
+		return b.scalar(n)
+	// The local date and time types decode themselves exactly as go-toml's
+	// decoder does; an error is reported through it (b.scalar).
+	case unstable.LocalDate:
+		var d toml.LocalDate
+		if d.UnmarshalText(n.Data) == nil {
+			return d, nil
+		}
+		return b.scalar(n)
+	case unstable.LocalTime:
+		var d toml.LocalTime
+		if d.UnmarshalText(n.Data) == nil {
+			return d, nil
+		}
+		return b.scalar(n)
+	case unstable.LocalDateTime:
+		var d toml.LocalDateTime
+		if d.UnmarshalText(n.Data) == nil {
+			return d, nil
+		}
+		return b.scalar(n)
 	case unstable.Array:
 		count := 0
 		for it := n.Children(); it.Next(); {
@@ -413,6 +440,32 @@ func plainInteger(raw []byte) (int64, bool) {
 	}
 	i, err := strconv.ParseInt(string(raw), 10, 64)
 	return i, err == nil
+}
+
+// tomlFloat is go-toml's parseFloat (inf and nan by name, underscores dropped,
+// strconv for the rest); ok is false where it would fail.
+func tomlFloat(raw []byte) (float64, bool) {
+	i := 0
+	if len(raw) > 0 && (raw[0] == '+' || raw[0] == '-') {
+		i = 1
+	}
+	if len(raw) == i+3 {
+		switch raw[i] {
+		case 'i':
+			if raw[0] == '-' {
+				return math.Inf(-1), true
+			}
+			return math.Inf(1), true
+		case 'n':
+			return math.NaN(), true
+		}
+	}
+	s := string(raw)
+	if strings.IndexByte(s, '_') >= 0 {
+		s = strings.ReplaceAll(s, "_", "")
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
 }
 
 // scalar decodes a number or date through go-toml itself (their rules —

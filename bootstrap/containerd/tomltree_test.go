@@ -1,6 +1,7 @@
 package containerd
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -51,6 +52,11 @@ var treeCases = []string{
 	"a = []\n[[a]]\n",
 	"[[a]]\n[[a.b]]\n[[a.b]]\n[[a]]\n[[a.b]]\nz = 1\n",
 	"[[a]]\nb = [1]\n[a.b]\n",
+	"[[a]]\nb.c = 1\n[a.b.d]\ne = 1\n[[a]]\n[a.b.d]\n[[a.b.f]]\n",
+	"[a]\nb.c.d = 1\n[a.b.c.e]\n[a.b]\n",
+	"[a]\nb.c.d = 1\n[a.b.c]\n",
+	"x = {a = {b = 1}}\n[x.a]\n",
+	"[[a]]\n[[a]]\nb = 1\n[[a.c]]\n[a]\n",
 	"[\"quoted key\".'lit'.bare]\n\"\" = 1\n",
 	"a = \"\"\"x\"\"\"\n",
 	"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
@@ -79,6 +85,7 @@ func treeInputs(t testing.TB) [][]byte {
 	for i := 0; i < 60; i++ {
 		out = append(out, []byte(randomConfig(r, 1+i%2)))
 	}
+	out = append(out, randomScalars(r, 2000)...)
 	return out
 }
 
@@ -191,4 +198,42 @@ func TestTreeDifference(t *testing.T) {
 			t.Errorf("treeDifference = %q, want %q", got, c.want)
 		}
 	}
+}
+
+// randomScalars are documents of one number, date or time each, in many forms
+// (some out of range or invalid: refused by both).
+func randomScalars(r *rand.Rand, n int) [][]byte {
+	digits := func(k int) string {
+		var b strings.Builder
+		for i := 0; i < k; i++ {
+			b.WriteByte(byte('0' + r.IntN(10)))
+		}
+		return b.String()
+	}
+	var out [][]byte
+	for i := 0; i < n; i++ {
+		var s string
+		switch r.IntN(9) {
+		case 0:
+			s = fmt.Sprintf("%d%s.%s", 1+r.IntN(9), digits(r.IntN(20)), digits(1+r.IntN(20)))
+		case 1:
+			s = fmt.Sprintf("%d.%se%+d", 1+r.IntN(9), digits(1+r.IntN(17)), r.IntN(700)-350)
+		case 2:
+			s = fmt.Sprintf("-%d_%s.%s_%s", 1+r.IntN(9), digits(3), digits(2), digits(1+r.IntN(3)))
+		case 3:
+			s = []string{"inf", "+inf", "-inf", "nan", "+nan", "-nan", "0.0", "-0.0", "1e0", "5e-324", "1.7976931348623157e308"}[r.IntN(11)]
+		case 4:
+			s = fmt.Sprintf("%d", r.Int64()-r.Int64())
+		case 5:
+			s = fmt.Sprintf("%04d-%02d-%02d", r.IntN(10000), 1+r.IntN(12), 1+r.IntN(28))
+		case 6:
+			s = fmt.Sprintf("%02d:%02d:%02d.%s", r.IntN(24), r.IntN(60), r.IntN(60), digits(1+r.IntN(12)))
+		case 7:
+			s = fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d", 1+r.IntN(9999), 1+r.IntN(12), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60))
+		default:
+			s = fmt.Sprintf("%04d-%02d-%02d %02d:%02d:%02d%+03d:%02d", 1+r.IntN(9999), 1+r.IntN(12), 1+r.IntN(28), r.IntN(24), r.IntN(60), r.IntN(60), r.IntN(24)-12, r.IntN(60))
+		}
+		out = append(out, []byte(fmt.Sprintf("v = [%s]\nw = %s\n", s, s)))
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -178,3 +179,76 @@ func stopped(pid int) bool {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// SIGTERM while the run plans a large containerd config (systemd stopping it,
+// the kubelet gate's start timeout) stops the planning: the run fails at once
+// saying so, and nothing of containerd's is written. The run is paused right
+// after it read the config (fault point, SIGSTOP), sent SIGTERM, and resumed:
+// the rest of the plan (the edit and its self-check of ~10 MB) is still ahead.
+func TestSIGTERMStopsPlanning(t *testing.T) {
+	n := newNode(t)
+	n.install(newRel)
+	var b strings.Builder
+	b.WriteString(oldContainerdConfig)
+	for i := 0; b.Len() < 10<<20; i++ {
+		fmt.Fprintf(&b, "[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"registry-%d.example.com\"]\n  endpoint = [\"https://mirror-%d.example.com\"]\n", i, i)
+	}
+	big := b.String()
+	n.writeFile("/etc/containerd/config.toml", big, 0o644)
+
+	cmd := exec.Command(bin, "--root", n.dir, "run")
+	cmd.Env = append(os.Environ(), "GVB_FAULTPOINT=containerd-plan-read", "GVB_FAULTPOINT_ACTION=stop")
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+	for !stopped(cmd.Process.Pid) {
+		select {
+		case err := <-done:
+			t.Fatalf("the run ended (%v) before it reached the plan:\n%s", err, errb.String())
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			t.Fatalf("the run did not reach the plan:\n%s", errb.String())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
+	var err error
+	select {
+	case err = <-done:
+	case <-deadline:
+		_ = cmd.Process.Kill()
+		t.Fatalf("the run did not end after SIGTERM:\n%s", errb.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	stderr := errb.String()
+	if code == 0 || !strings.Contains(stderr, "stopped before it finished") || !strings.Contains(stderr, "nothing was written") {
+		t.Fatalf("exit %d, want a failure saying the plan was stopped:\n%s", code, stderr)
+	}
+	if got := string(n.read("/etc/containerd/config.toml")); got != big {
+		t.Fatal("containerd's config was changed by a stopped run")
+	}
+	if _, err := os.Stat(n.path("/etc/containerd/runsc.toml")); err == nil {
+		t.Fatal("runsc options written by a stopped run")
+	}
+	t.Logf("user sees (exit %d): %s", code, lastLine(stderr, "stopped"))
+}
+
+// lastLine is the last line of s that contains sub.
+func lastLine(s, sub string) string {
+	lines := strings.Split(s, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], sub) {
+			return lines[i]
+		}
+	}
+	return ""
+}
