@@ -63,7 +63,7 @@ func verifyNode(ctx context.Context, g *Globals, deep bool) verifyResult {
 		res.Problems = append(res.Problems, reconcile.Problem{What: err.Error(), Fix: "pass --containerd-version"})
 	} else {
 		conf = newConfigurator(g, v, log)
-		res.Problems = append(res.Problems, conf.Problems()...)
+		res.Problems = append(res.Problems, conf.CheckContext(ctx)...)
 		res.Warnings = append(res.Warnings, conf.Warnings()...)
 	}
 	st, note := runtimeStatus(ctx, g)

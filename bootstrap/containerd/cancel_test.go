@@ -90,3 +90,17 @@ func TestPlanBigConfigWithoutCancel(t *testing.T) {
 		t.Fatalf("plan = %+v, %v", p.Changes, err)
 	}
 }
+
+// A stopped check is a problem, never a pass.
+func TestCheckStoppedIsAProblem(t *testing.T) {
+	node := newScratchNode(t, mustVersion(t, "2.3.7"), "")
+	if err := os.WriteFile(node.configPath(), bigConfig(1<<20, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	probs := node.C.CheckContext(ctx)
+	if len(probs) != 1 || !strings.Contains(probs[0].What, "stopped before it finished") {
+		t.Fatalf("problems of a stopped check: %+v", probs)
+	}
+}

@@ -17,12 +17,19 @@ const fixConfigure = "run `gvisor-bootstrap configure` (or `gvisor-bootstrap run
 
 // Check reports what keeps containerd from running sandboxes with runsc as
 // configured. It writes nothing.
-func (c *Configurator) Check() []Problem {
+func (c *Configurator) Check() []Problem { return c.CheckContext(context.Background()) }
+
+// CheckContext is Check that stops when ctx is done (SIGTERM): a stopped check
+// is a problem, never a pass.
+func (c *Configurator) CheckContext(ctx context.Context) []Problem {
 	cfgPath := c.Containerd.ConfigPath
 	if err := CheckSupported(c.Version); err != nil {
 		return []Problem{{Path: "containerd", What: err.Error(), Fix: "upgrade containerd to 1.7 or later"}}
 	}
-	plan, err := c.Plan()
+	plan, err := c.PlanContext(ctx)
+	if err != nil && ctx.Err() != nil {
+		return []Problem{{Path: c.Root.Path(cfgPath), What: err.Error(), Fix: "run the check again"}}
+	}
 	var fe *ForeignHandlerError
 	if errors.As(err, &fe) {
 		return []Problem{{Path: fe.Path, What: fmt.Sprintf("%s %s, so containerd would not serve %q as gVisor", fe.Path, fe.What, fe.Handler), Fix: fe.Fix}}
