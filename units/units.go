@@ -104,9 +104,19 @@ func wantedBy(unit []byte) []string {
 // Install writes the unit files under root (atomically; identical files are not
 // touched) and creates the symlinks that enable them. It returns the node paths it
 // changed (or, with dryRun, would change). A second Install changes nothing.
+//
+// A unit the administrator masked (its file a symlink to /dev/null) stays masked:
+// it is neither written nor enabled (see Masked).
 func Install(root fsroot.Root, dryRun bool) (changed []string, err error) {
 	files := Files()
+	masked := map[string]bool{}
+	for _, p := range Masked(root) {
+		masked[p] = true
+	}
 	for _, p := range sortedKeys(files) {
+		if masked[p] {
+			continue
+		}
 		old, err := root.ReadFile(p)
 		if err == nil && bytes.Equal(old, files[p]) {
 			continue
@@ -124,6 +134,9 @@ func Install(root fsroot.Root, dryRun bool) (changed []string, err error) {
 	}
 	links := Links()
 	for _, l := range sortedKeys(links) {
+		if masked[links[l]] {
+			continue
+		}
 		if cur, err := os.Readlink(root.LinkPath(l)); err == nil && cur == links[l] {
 			continue
 		}
@@ -136,6 +149,18 @@ func Install(root fsroot.Root, dryRun bool) (changed []string, err error) {
 		}
 	}
 	return changed, nil
+}
+
+// Masked lists the node paths of the product's unit files that the administrator
+// masked (`systemctl mask`: a symlink to /dev/null in the unit directory).
+func Masked(root fsroot.Root) []string {
+	var out []string
+	for _, p := range sortedKeys(Files()) {
+		if t, err := os.Readlink(root.LinkPath(p)); err == nil && t == "/dev/null" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Uninstall removes the enabling symlinks and the unit files. It returns the node
@@ -153,8 +178,12 @@ func Uninstall(root fsroot.Root, dryRun bool) (removed []string, err error) {
 			}
 		}
 	}
+	masked := map[string]bool{}
+	for _, p := range Masked(root) {
+		masked[p] = true // the administrator's, not ours
+	}
 	for _, p := range sortedKeys(Files()) {
-		if _, err := os.Lstat(root.LinkPath(p)); err != nil {
+		if _, err := os.Lstat(root.LinkPath(p)); err != nil || masked[p] {
 			continue
 		}
 		removed = append(removed, p)

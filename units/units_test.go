@@ -222,3 +222,41 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 		t.Fatalf("second Uninstall removed %v (%v)", again, err)
 	}
 }
+
+// A unit the administrator masked stays masked through install and uninstall:
+// its /dev/null symlink is neither replaced by the unit file nor removed, and it
+// is not enabled; the other units are installed as usual.
+func TestMaskedUnitStaysMasked(t *testing.T) {
+	root := fsroot.New(t.TempDir())
+	mask := filepath.Join(Dir, PathUnit)
+	if err := os.MkdirAll(root.Path(Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/null", root.LinkPath(mask)); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := Install(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Masked(root); !reflect.DeepEqual(got, []string{mask}) {
+		t.Fatalf("Masked = %v", got)
+	}
+	for _, c := range changed {
+		if strings.Contains(c, PathUnit) {
+			t.Errorf("install touched the masked unit: %s", c)
+		}
+	}
+	if !root.Exists(filepath.Join(Dir, BootUnit)) {
+		t.Error("the other units were not installed")
+	}
+	if _, err := Uninstall(root, false); err != nil {
+		t.Fatal(err)
+	}
+	if tgt, err := os.Readlink(root.LinkPath(mask)); err != nil || tgt != "/dev/null" {
+		t.Errorf("the mask is gone after uninstall: %q %v", tgt, err)
+	}
+	if root.Exists(filepath.Join(Dir, BootUnit)) {
+		t.Error("uninstall left the boot unit")
+	}
+}

@@ -211,3 +211,32 @@ func tolerates(tol corev1.Toleration, t corev1.Taint) bool {
 	}
 	return tol.Operator == corev1.TolerationOpExists || tol.Value == t.Value
 }
+
+// Withdraw takes the node out of the gVisor pool before runsc goes away: it
+// removes each of the keys present on the Node (the ready label, and for image
+// and cloud-init delivery the pool labels the RuntimeClass selects), so the
+// scheduler stops placing gVisor pods here. One merge patch names exactly those
+// keys; keys already absent are not touched. It returns the keys removed.
+func (a *Advertiser) Withdraw(ctx context.Context, keys []string) ([]string, error) {
+	n, err := a.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	drop := map[string]*string{}
+	var removed []string
+	for _, k := range keys {
+		_, present := n.Labels[k]
+		if _, dup := drop[k]; present && !dup {
+			drop[k] = nil
+			removed = append(removed, k)
+		}
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": drop}})
+	if _, err := a.Client.CoreV1().Nodes().Patch(ctx, a.Node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "gvisor-bootstrap"}); err != nil {
+		return nil, fmt.Errorf("remove the labels %s from node %s: %w", strings.Join(removed, ", "), a.Node, err)
+	}
+	return removed, nil
+}

@@ -154,3 +154,29 @@ func TestParse(t *testing.T) {
 		t.Errorf("ParseTaint: %+v %v", tt, err)
 	}
 }
+
+func TestWithdrawRemovesOnlyThePoolAndReadyLabels(t *testing.T) {
+	a, c := advertiser(t, node(map[string]string{"gvisor": "enabled", "gvisor-bootstrap.dev/runsc": "ready", "other": "x"}, pool), "")
+	removed, err := a.Withdraw(context.Background(), []string{"gvisor-bootstrap.dev/runsc", "gvisor", "absent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"gvisor-bootstrap.dev/runsc", "gvisor"}; !reflect.DeepEqual(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	n := get(t, c)
+	if want := map[string]string{"other": "x"}; !reflect.DeepEqual(n.Labels, want) {
+		t.Errorf("labels now %v, want %v", n.Labels, want)
+	}
+	if len(n.Spec.Taints) != 1 {
+		t.Errorf("taints changed: %v", n.Spec.Taints)
+	}
+	// Nothing left to remove: no patch at all.
+	before := len(patches(c))
+	if removed, err := a.Withdraw(context.Background(), []string{"gvisor"}); err != nil || removed != nil {
+		t.Errorf("second withdraw: %v %v", removed, err)
+	}
+	if len(patches(c)) != before {
+		t.Errorf("a withdraw with nothing to remove patched the node: %v", patches(c))
+	}
+}

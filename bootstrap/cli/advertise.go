@@ -8,9 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
@@ -38,26 +35,11 @@ func (k *kubeFlags) advertiser(g *Globals) (*advertise.Advertiser, error) {
 	if err != nil {
 		return nil, usageErrorf("cluster.startup_taint: %v", err)
 	}
-	node := k.nodeName
-	if node == "" {
-		return nil, usageErrorf("no node name: pass --node-name or set NODE_NAME (the DaemonSet sets it from spec.nodeName)")
-	}
-	var cfg *rest.Config
-	if k.kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", g.Root.Path(k.kubeconfig))
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
+	acc, err := k.connect(g, false)
 	if err != nil {
-		return nil, fmt.Errorf("reach the Kubernetes API to advertise node %s: %w; in a pod the service account token must be mounted, elsewhere pass --kubeconfig", node, err)
+		return nil, fmt.Errorf("advertise: %w; in a pod the service account token must be mounted, elsewhere pass --kubeconfig", err)
 	}
-	cfg.Timeout = 15 * time.Second
-	cfg.UserAgent = "gvisor-bootstrap"
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return &advertise.Advertiser{Client: c, Node: node, Label: label, Taint: taint}, nil
+	return &advertise.Advertiser{Client: acc.client, Node: acc.node, Label: label, Taint: taint}, nil
 }
 
 // advertiseAfter sets or removes the ready label after a run, and says on the

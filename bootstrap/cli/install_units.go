@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"slices"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
@@ -37,8 +39,12 @@ func installUnits(ctx context.Context, g *Globals) ([]string, error) {
 	}
 	files, err := units.Install(g.Root, g.DryRun)
 	changed = append(changed, files...)
-	if err != nil || g.DryRun || len(files) == 0 {
+	if err != nil || g.DryRun {
 		return changed, err
+	}
+	masked := units.Masked(g.Root)
+	for _, p := range masked {
+		g.logger().Warn("unit masked by the administrator: left masked, not installed", "path", g.Root.Path(p))
 	}
 	mgr, err := systemd.Connect(ctx, g.Root)
 	if errors.Is(err, systemd.ErrUnavailable) {
@@ -49,5 +55,15 @@ func installUnits(ctx context.Context, g *Globals) ([]string, error) {
 		return changed, err
 	}
 	defer mgr.Close()
-	return changed, mgr.Reload(ctx)
+	if len(files) > 0 {
+		if err := mgr.Reload(ctx); err != nil {
+			return changed, err
+		}
+	}
+	// The path unit repairs the node after a rewrite of containerd's config from
+	// now on, not only from the next boot (the DaemonSet's pod may be gone by then).
+	if slices.Contains(masked, path.Join(units.Dir, units.PathUnit)) {
+		return changed, nil
+	}
+	return changed, mgr.Start(ctx, units.PathUnit)
 }

@@ -56,6 +56,11 @@ const (
 	KVM = "/dev/kvm"
 )
 
+// KubeletKubeconfigs are where kubelet keeps its own API credentials (AKS, then
+// kubeadm): `uninstall` on the host uses them to take its Node out of the gVisor
+// pool. Read only, on the host (the DaemonSet's pod has its service account).
+var KubeletKubeconfigs = []string{"/var/lib/kubelet/kubeconfig", "/etc/kubernetes/kubelet.conf"}
+
 // Defaults of the paths the config can move.
 const (
 	DefaultBinDir           = "/usr/local/bin"

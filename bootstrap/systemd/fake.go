@@ -14,6 +14,8 @@ type Fake struct {
 	States    map[string]string
 	Restarts  map[string]int
 	Reloads   int
+	Stops     []string
+	Starts    []string
 	OnRestart func(unit string) error
 }
 
@@ -51,6 +53,24 @@ func (f *Fake) Restart(_ context.Context, unit string) error {
 	f.mu.Lock()
 	f.States[unit] = "active"
 	f.mu.Unlock()
+	return nil
+}
+
+func (f *Fake) Start(_ context.Context, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Starts = append(f.Starts, unit)
+	f.States[unit] = "active"
+	return nil
+}
+
+func (f *Fake) Stop(_ context.Context, unit string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Stops = append(f.Stops, unit)
+	if _, ok := f.States[unit]; ok {
+		f.States[unit] = "inactive"
+	}
 	return nil
 }
 

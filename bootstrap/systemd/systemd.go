@@ -24,6 +24,11 @@ type Manager interface {
 	ActiveState(ctx context.Context, unit string) (string, error)
 	// Restart restarts the unit and waits for the job's result.
 	Restart(ctx context.Context, unit string) error
+	// Start starts the unit (a no-op when it is active) and waits for the job.
+	Start(ctx context.Context, unit string) error
+	// Stop stops the unit and waits for the job's result; a unit systemd does
+	// not know is already stopped.
+	Stop(ctx context.Context, unit string) error
 	// Reload is `systemctl daemon-reload`.
 	Reload(ctx context.Context) error
 	Close()
@@ -91,6 +96,42 @@ func (m *dbusManager) Restart(ctx context.Context, unit string) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("restart %s: %w", unit, ctx.Err())
+	}
+}
+
+func (m *dbusManager) Start(ctx context.Context, unit string) error {
+	done := make(chan string, 1)
+	if _, err := m.conn.StartUnitContext(ctx, unit, "replace", done); err != nil {
+		return fmt.Errorf("start %s over D-Bus: %w", unit, err)
+	}
+	select {
+	case res := <-done:
+		if res != "done" {
+			return fmt.Errorf("start %s: job result %q; see `journalctl -u %s`", unit, res, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("start %s: %w", unit, ctx.Err())
+	}
+}
+
+func (m *dbusManager) Stop(ctx context.Context, unit string) error {
+	done := make(chan string, 1)
+	if _, err := m.conn.StopUnitContext(ctx, unit, "replace", done); err != nil {
+		var de godbus.Error
+		if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+			return nil
+		}
+		return fmt.Errorf("stop %s over D-Bus: %w", unit, err)
+	}
+	select {
+	case res := <-done:
+		if res != "done" {
+			return fmt.Errorf("stop %s: job result %q; see `journalctl -u %s`", unit, res, unit)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", unit, ctx.Err())
 	}
 }
 

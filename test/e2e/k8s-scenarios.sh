@@ -490,22 +490,27 @@ EOF
   note $s "uninstall: $(ctl_out "$node" "$n" | tail -n 3 | tr '\n' ';' | cut -c1-200)"
   wait_until "runsc gone from $node's runtimeHandlers" 120 "$LOGS/$node.serial.log" lacks_handler "$node" runsc \
     || { note $s "runsc still advertised in runtimeHandlers after uninstall"; ok=1; }
-  note $s "runtimeHandlers during uninstall: $K8S_TIMELINE; node labels: gvisor=$(kc get node "$node" -o jsonpath='{.metadata.labels.gvisor}')"
-  # a gVisor pod created now must not land on this node
+  note $s "runtimeHandlers during uninstall: $K8S_TIMELINE"
+  if [[ -n "$(kc get node "$node" -o jsonpath='{.metadata.labels.gvisor}')" ]]; then note $s "the Node still carries the pool label gvisor"; ok=1
+  else note $s "the Node left the pool (label gvisor removed with the kubelet's credentials)"; fi
+  # a gVisor pod created now must not land on this node: the scheduler's verdict
   probe_pod "$ns" gvisor-after gvisor
-  sleep 20
+  wait_until "pod gvisor-after unschedulable" 120 "$LOGS/k8s-scheduler.log" pod_unschedulable "$ns" gvisor-after || true
   local on; on="$(pod_node "$ns" gvisor-after)"
   if [[ "$on" == "$node" ]]; then
     note $s "a new gVisor pod was scheduled to the uninstalled node (it still carries the pool label the RuntimeClass selects; events: $(pod_events "$ns" gvisor-after | awk '{print $2}' | sort -u | tr '\n' ' '))"; ok=1
   else note $s "no gVisor pod scheduled there afterwards"; fi
-  # nothing re-installs runsc: a config rewrite (AKS's), then two minutes
-  ctl "$node" "$AKS_REWRITE"; n=$CTL_N
+  # nothing re-installs runsc: no unit is left to react to a config rewrite (AKS's); one
+  # minute after it, still nothing
+  ctl "$node" "$AKS_REWRITE
+echo units=\$(systemctl list-unit-files --no-legend 'gvisor-bootstrap*' | wc -l)"; n=$CTL_N
   ctl_wait "$node" "$n" 600 || ok=1
-  sleep 120
+  [[ "$(ctl_out "$node" "$n" | sed -n 's/^units=//p')" == 0 ]] || { note $s "gvisor-bootstrap units left after uninstall"; ok=1; }
+  sleep 60
   facts "$node" || { finish_node $s "$node"; return 1; }
   st1="$(fact "$node" starts)"
   [[ "$(fact "$node" runsc-binary)" == none && "$(fact "$node" runsc-in-config)" == 0 ]] \
-    && note $s "2 min after a config rewrite: no runsc binary, no runsc in config.toml" \
+    && note $s "a minute after a config rewrite: no runsc binary, no runsc in config.toml, no units" \
     || { note $s "runsc came back: binary $(fact "$node" runsc-binary), config mentions $(fact "$node" runsc-in-config)"; ok=1; }
   has_handler "$node" runsc && { note $s "runsc advertised again"; ok=1; }
   if [[ "$st0" =~ ^[0-9]+$ && "$st1" =~ ^[0-9]+$ ]]; then
@@ -520,12 +525,132 @@ EOF
 }
 
 # ---- k8s-daemonset ------------------------------------------------------------------------
-# Needs the DaemonSet image built without docker (`make image`, issue 12); until that lands
-# this scenario is PENDING (exit 2), never a pass.
+# A managed pool (AKS): stock image, no customData; the DaemonSet of `render daemonset` and the
+# RuntimeClass of `render runtimeclass` (delivery daemonset) applied unchanged, its image built
+# without docker (`make image`) and imported on the node as a registry would serve it. A
+# gVisor pod created before the node waits until the DaemonSet's pod has verified runsc
+# through the CRI and labelled its own Node; the label's admission policy is checked on the
+# real apiserver (server-side dry runs, impersonating the pod's identity).
+DS_CLASS=gvisor-managed
+ds_pod() { kc -n kube-system get pods -l app.kubernetes.io/name=gvisor-bootstrap --field-selector "spec.nodeName=$1" -o jsonpath='{.items[0].metadata.name}' 2>/dev/null; }
+ds_ready() { local p; p="$(ds_pod "$1")"; [[ -n "$p" && "$(kc -n kube-system get pod "$p" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" == True ]]; }
+node_label() { kc get node "$1" -o jsonpath="{.metadata.labels.${2//./\\.}}" 2>/dev/null; }
+ready_labelled() { [[ "$(node_label "$1" "${DS_LABEL%%=*}")" == "${DS_LABEL#*=}" ]]; }
+# as_pod NODE_EXTRA ARGS...: kubectl as the DaemonSet's service account, with the node name
+# a pod-bound token of a pod on NODE_EXTRA carries; server-side dry run (admission runs,
+# nothing is stored).
+as_pod() {
+  local n="$1"; shift
+  kc --as system:serviceaccount:kube-system:gvisor-bootstrap --as-user-extra "authentication.kubernetes.io/node-name=$n" "$@" --dry-run=server
+}
 scenario_k8s-daemonset() {
-  local s=k8s-daemonset
-  note $s "pending: not built yet (make image landed in 3b8d1c0; the image must reach the node without the internet and the node label after verification is needed)"
-  return 2
+  local s=k8s-daemonset node=k8s-daemonset ns=k8s-daemonset ok=0 d seed cfg ref built n p t0 out
+  # the DaemonSet would take every later pool node: it goes with this scenario's node
+  ds_finish() { finish_node k8s-daemonset k8s-daemonset; kc delete -f "$K8S_DIR/daemonset.yaml" --wait=false >/dev/null 2>&1 || true; }
+  k8s_prepare || { note $s "the control plane did not come up (logs $LOGS/k8s-*.log)"; return 1; }
+  say "building the DaemonSet image: make image (log $LOGS/k8s-image.log)"
+  make -C "$REPO" image >"$LOGS/k8s-image.log" 2>&1 || { note $s "make image failed: $(tail -3 "$LOGS/k8s-image.log")"; return 1; }
+  built="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "$REPO/bin/oci/index.json")"
+  mkdir -p "$WWW/images"; cp "$REPO/bin/gvisor-bootstrap-image.tar" "$WWW/images/gvisor-bootstrap-image.tar"
+  cfg="$K8S_DIR/daemonset-config.toml"
+  cat > "$cfg" <<EOF
+# e2e managed pool: the release from the host's loopback server, pinned (plain HTTP)
+[release]
+version = "$REL"
+url = "http://$SERVER_IP/gvisor/releases/release/$REL/x86_64"
+[release.sha512]
+"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")"
+[cluster]
+runtime_class_name = "$DS_CLASS"
+[delivery]
+mode = "daemonset"
+EOF
+  "$GVB" --config "$cfg" render daemonset > "$K8S_DIR/daemonset.yaml" 2>"$LOGS/k8s-daemonset.render.err" \
+    && "$GVB" --config "$cfg" render runtimeclass > "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" 2>>"$LOGS/k8s-daemonset.render.err" \
+    || { note $s "render failed: $(cat "$LOGS/k8s-daemonset.render.err")"; return 1; }
+  cp "$cfg" "$K8S_DIR/daemonset.yaml" "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" "$LOGS/"
+  ref="$(sed -n 's/^ *image: "\(.*\)"$/\1/p' "$K8S_DIR/daemonset.yaml" | sort -u)"
+  [[ "$ref" == "$built" ]] || { note $s "the rendered image '$ref' is not the one make image built ('$built')"; return 1; }
+  DS_LABEL="$("$GVB" --config "$cfg" render config | sed -n "s/^ready_label = '\(.*\)'$/\1/p")"
+  [[ "$DS_LABEL" == *=* ]] || { note $s "no cluster.ready_label in the effective config"; return 1; }
+  kc apply -f "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" >&2 || { note $s "the rendered RuntimeClass was refused"; return 1; }
+  note $s "RuntimeClass $DS_CLASS selects $(kc get runtimeclass $DS_CLASS -o jsonpath='{.scheduling.nodeSelector}')"
+  k8s_ns "$ns" || { note $s "namespace $ns not usable"; return 1; }
+  probe_pod "$ns" gvisor-probe $DS_CLASS
+
+  d="$RUN_DIR/$node.kubelet"; rm -rf "$d"; mkdir -p "$d"
+  node_seed "$node" "$d" "gvisor=enabled" "gvisor=enabled:NoSchedule"
+  seed="$(seed_tar "$node" "E2E_SCENARIO=$s
+E2E_NET=1" "" "$d/kubelet")"
+  vm_start "$node" "$(overlay "$node" "$IMAGES/k8s.raw")" "$seed"
+  watch_registration "$node" "$K8S_NODE_TIMEOUT" || { note $s "Node $node never registered"; ds_finish; return 1; }
+  R_SAW[$s]="$K8S_FIRST_HANDLERS"
+  note $s "stock node registered ${K8S_REGISTERED_AT}s after boot, handlers: $K8S_FIRST_HANDLERS"
+  wait_until "Node $node Ready (CNI)" 300 "$LOGS/$node.serial.log" node_ready "$node" || { note $s "Node $node not Ready"; ds_finish; return 1; }
+  # in the pool, Ready, not verified: the gVisor pod must still wait
+  if [[ -n "$(pod_node "$ns" gvisor-probe)" ]]; then note $s "the gVisor pod was scheduled to a node the DaemonSet had not verified"; ok=1
+  else note $s "gVisor pod held back from the Ready, unverified pool node"; fi
+
+  # The cluster's service network for the kubernetes Service, as kube-proxy programs it
+  # (this cluster has no kube-proxy; the apiserver is 10.0.2.100:6443 through guestfwd), and
+  # the image, as a registry would deliver it.
+  ctl "$node" "set -e
+sysctl -qw net.ipv4.ip_forward=1
+iptables -t nat -A PREROUTING -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination $SERVER_IP:$K8S_GUEST_PORT
+iptables -t nat -A OUTPUT -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination $SERVER_IP:$K8S_GUEST_PORT
+iptables -t nat -A POSTROUTING -s 10.244.0.0/24 ! -d 10.244.0.0/24 -j MASQUERADE
+curl -fsS -o /run/e2e/gvb-image.tar http://$SERVER_IP/images/gvisor-bootstrap-image.tar
+ctr -n k8s.io images import --platform linux/amd64 /run/e2e/gvb-image.tar
+rm -f /run/e2e/gvb-image.tar
+ctr -n k8s.io images ls -q | grep gvisor-bootstrap"; n=$CTL_N
+  ctl_wait "$node" "$n" 600 || { note $s "the image import step did not finish"; ds_finish; return 1; }
+  out="$(ctl_out "$node" "$n")"
+  grep -qxF "$built" <<<"$out" || { note $s "the image was not imported: $(tail -n 3 <<<"$out" | tr '\n' ' ')"; ds_finish; return 1; }
+
+  kc apply -f "$K8S_DIR/daemonset.yaml" >&2 || { note $s "the rendered DaemonSet was refused by the apiserver"; ds_finish; return 1; }
+  t0=$SECONDS
+  if ! wait_until "the DaemonSet's pod on $node Ready" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" ds_ready "$node"; then
+    p="$(ds_pod "$node")"; [[ -n "$p" ]] && why_pod kube-system "$p" "$node"
+    note $s "the DaemonSet's pod never became Ready"; ds_finish; return 1
+  fi
+  p="$(ds_pod "$node")"
+  note $s "DaemonSet pod $p Ready $((SECONDS - t0))s after apply (restarts: $(kc -n kube-system get pod "$p" -o jsonpath='{.status.containerStatuses[0].restartCount}'))"
+  wait_until "label $DS_LABEL on $node" 300 "$LOGS/$node.serial.log" ready_labelled "$node" \
+    || { note $s "the DaemonSet never labelled its Node $DS_LABEL"; why_pod kube-system "$p" "$node"; ok=1; }
+  note $s "Node labelled $DS_LABEL $((SECONDS - t0))s after apply; runtimeHandlers then: $(node_handlers "$node")"
+  wait_until "pod gvisor-probe to finish" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_done "$ns" gvisor-probe \
+    || why_pod "$ns" gvisor-probe "$node"
+  check_gvisor_pod $s "$ns" gvisor-probe "$node" || ok=1
+  probe_pod "$ns" runc-probe "" "$node"
+  wait_until "pod runc-probe to finish" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_done "$ns" runc-probe \
+    || why_pod "$ns" runc-probe "$node"
+  check_runc_pod $s "$ns" runc-probe "$node" || ok=1
+
+  # how the pod ran, as the API shows it: restricted, not privileged, no host namespaces
+  out="$(kc -n kube-system get pod "$p" -o jsonpath='{.spec.hostNetwork}/{.spec.hostPID}/{range .spec.initContainers[*]}{.securityContext.privileged},{.securityContext.readOnlyRootFilesystem},{.securityContext.capabilities.drop[0]};{end}{range .spec.containers[*]}{.securityContext.privileged},{.securityContext.readOnlyRootFilesystem},{.securityContext.capabilities.drop[0]};{end}')"
+  if [[ "$out" =~ ^(false)?/(false)?/(false,true,ALL;)+$ ]]; then note $s "its containers ran unprivileged, read-only root, every capability dropped, no host network or PID"
+  else note $s "the DaemonSet's pod is not restricted: $out"; ok=1; fi
+
+  # least privilege, judged by the real apiserver (RBAC + the ValidatingAdmissionPolicy)
+  local key="${DS_LABEL%%=*}"
+  if as_pod "$node" label node "$node" "$DS_LABEL" --overwrite >/dev/null 2>"$RUN_DIR/as.err" \
+     && as_pod "$node" label node "$node" "$key-" >/dev/null 2>>"$RUN_DIR/as.err"; then
+    note $s "policy: its identity may set and remove $key on its own Node"
+  else note $s "policy refused the DaemonSet's own label change: $(tr '\n' ' ' < "$RUN_DIR/as.err" | cut -c1-200)"; ok=1; fi
+  local denied="" e
+  # refused_by_policy ARGS...: the change is refused, and by the policy (not by anything else)
+  refused_by_policy() { ! e="$(as_pod "$@" 2>&1 >/dev/null)" && [[ "$e" == *ValidatingAdmissionPolicy*gvisor-bootstrap* ]]; }
+  refused_by_policy "$node" label node "$node" gvisor=disabled --overwrite && denied+=" other-label"
+  refused_by_policy other-node label node "$node" "$DS_LABEL" --overwrite && denied+=" other-node"
+  refused_by_policy "$node" taint node "$node" e2e=x:NoSchedule && denied+=" taint"
+  refused_by_policy "$node" annotate node "$node" e2e=x && denied+=" annotation"
+  [[ "$(kc --as system:serviceaccount:kube-system:gvisor-bootstrap auth can-i list pods -n "$ns" 2>/dev/null)" == no ]] && denied+=" pods"
+  if [[ "$denied" == " other-label other-node taint annotation pods" ]]; then
+    note $s "policy: refused another label, another Node, a taint, an annotation (each by the ValidatingAdmissionPolicy); RBAC: no pods"
+  else note $s "policy: only these were refused:$denied (want other-label other-node taint annotation pods; last error: ${e:0:200})"; ok=1; fi
+  restarts_of $s "$node"
+  ds_finish
+  ((ok == 0))
 }
 
 # k8s_show NS: what `make demo` shows (the API's view of the cluster, and the pod's output)

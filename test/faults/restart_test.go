@@ -178,3 +178,31 @@ func TestRollbackWhenContainerdFailsWithNewConfig(t *testing.T) {
 		t.Fatalf("next run: %s", r)
 	}
 }
+
+// TestUninstallStopsTheRepairUnitsFirst: uninstall's edit of containerd's config
+// would trigger the path unit, and a repair run waiting for the lock would put
+// runsc back; so the path and repair units are stopped (over systemd's D-Bus
+// API) before anything is removed, and containerd is restarted once, after the
+// edit, and then serves no runsc.
+func TestUninstallStopsTheRepairUnitsFirst(t *testing.T) {
+	s := newServiceNode(t)
+	s.install(oldRel)
+	if r := s.run(); r.code != 10 {
+		t.Fatalf("want exit 10: %s", r)
+	}
+	before := len(s.sd.Calls())
+	if r := s.exec([]string{"KUBERNETES_SERVICE_HOST="}, "uninstall", "--force"); r.code != 0 {
+		t.Fatalf("uninstall: %s", r)
+	}
+	calls := s.sd.Calls()[before:]
+	want := []string{"StopUnit gvisor-bootstrap.path", "StopUnit gvisor-bootstrap-repair.service"}
+	if len(calls) < 2 || calls[0] != want[0] || calls[1] != want[1] {
+		t.Fatalf("systemd calls during uninstall %q: want %q first", calls, want)
+	}
+	if got := s.sd.Restarts("containerd.service"); got != 2 {
+		t.Errorf("containerd restarted %d times in all, want 2 (run, uninstall)", got)
+	}
+	if s.criServes("runsc") || !s.criServes("runc") {
+		t.Error("after uninstall the CRI must serve runc and not runsc")
+	}
+}
