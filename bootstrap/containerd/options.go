@@ -8,6 +8,7 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
 
 // shimOptions is the content of one runsc shim options file (gVisor
@@ -49,8 +50,8 @@ func optionsFor(root fsroot.Root, r config.Runsc, handler, platform string, syst
 	if platform == "" {
 		platform = "systrap"
 	}
-	if platform == "kvm" && !root.Exists("/dev/kvm") {
-		return o, fmt.Errorf("runsc platform kvm (handler %q) needs /dev/kvm, and %s does not exist: this machine offers no (nested) virtualisation; use platform systrap or turn off runsc.kvm_handler", handler, root.Path("/dev/kvm"))
+	if platform == "kvm" && !root.Exists(nodepaths.KVM) {
+		return o, fmt.Errorf("runsc platform kvm (handler %q) needs %s, and %s does not exist: this machine offers no (nested) virtualisation; use platform systrap or turn off runsc.kvm_handler", handler, nodepaths.KVM, root.Path(nodepaths.KVM))
 	}
 	o.RunscConfig["platform"] = platform
 	if systemdCgroup {
