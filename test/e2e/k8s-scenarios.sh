@@ -565,7 +565,8 @@ runtime_class_name = "$DS_CLASS"
 [delivery]
 mode = "daemonset"
 EOF
-  "$GVB" --config "$cfg" render daemonset > "$K8S_DIR/daemonset.yaml" 2>"$LOGS/k8s-daemonset.render.err" \
+  # the image as a user names theirs (pushed to their registry; here imported on the node)
+  "$GVB" --config "$cfg" render daemonset --image "$built" > "$K8S_DIR/daemonset.yaml" 2>"$LOGS/k8s-daemonset.render.err" \
     && "$GVB" --config "$cfg" render runtimeclass > "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" 2>>"$LOGS/k8s-daemonset.render.err" \
     || { note $s "render failed: $(cat "$LOGS/k8s-daemonset.render.err")"; return 1; }
   cp "$cfg" "$K8S_DIR/daemonset.yaml" "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" "$LOGS/"

@@ -28,7 +28,7 @@ source "$E2E_DIR/cluster.sh"
 source "$E2E_DIR/k8s-scenarios.sh"
 
 MEM="${E2E_MEM:-3072}"
-BOOT_TIMEOUT="${E2E_TIMEOUT:-900}"
+BOOT_TIMEOUT="${E2E_TIMEOUT:-1800}"  # a backstop: a VM powers off once it has reported
 GVB="$REPO/bin/gvisor-bootstrap"
 
 DEMO=0 ONLY=""
