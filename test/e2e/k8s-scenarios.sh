@@ -12,8 +12,8 @@ K8S_SCENARIOS=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s
 # what `make e2e` runs (the others with --only until they have passed here)
 K8S_DEFAULT=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-daemonset)
 
-K8S_NODE_TIMEOUT="${E2E_K8S_NODE_TIMEOUT:-900}"  # boot + customData + kubelet registration, tcg
-K8S_POD_TIMEOUT="${E2E_K8S_POD_TIMEOUT:-420}"    # a pod from scheduled to terminated, tcg
+K8S_NODE_TIMEOUT="${E2E_K8S_NODE_TIMEOUT:-1800}"  # boot + customData + kubelet registration, tcg (a deadline: 514 s seen under load)
+K8S_POD_TIMEOUT="${E2E_K8S_POD_TIMEOUT:-900}"    # a pod from scheduled to terminated, tcg (a deadline)
 # a k8s node lives for its whole scenario (the host ends it): qemu's own limit is only a backstop
 K8S_VM_TIMEOUT="${E2E_K8S_VM_TIMEOUT:-3600}"
 declare -A VM_PID=()

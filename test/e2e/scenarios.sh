@@ -53,7 +53,11 @@ SERVER_PID=""
 start_server() {
   # A fixed port first: the baked image's config names it (see build_baked), so a new port
   # means a new bake.
-  local port="${E2E_PORT:-18080}" tries=0
+  local port="${E2E_PORT:-18080}" tries=0 token
+  # Ready means *this* server answers: another run's server on the same port (another
+  # clone's e2e) would answer the same request, and this one would have exited on bind.
+  token="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  printf '%s\n' "$token" > "$WWW/.server-token"
   while :; do
     ((tries == 0)) || port=$((20000 + RANDOM % 20000))
     busybox httpd -f -vv -p "127.0.0.1:$port" -h "$WWW" 2>>"$LOGS/httpd.log" &
@@ -62,7 +66,7 @@ start_server() {
     # when this server exited (its port was taken)
     local t0=$SECONDS up=0
     while kill -0 "$SERVER_PID" 2>/dev/null && ((SECONDS - t0 < 60)); do
-      if curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$port/gvisor/releases/release/$REL/x86_64/runsc.sha512" 2>/dev/null; then up=1; break; fi
+      if [[ "$(curl -fsS -m 5 "http://127.0.0.1:$port/.server-token" 2>/dev/null)" == "$token" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then up=1; break; fi
       sleep 0.2
     done
     ((up)) && break
