@@ -11,6 +11,7 @@ package advertise
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -82,6 +83,32 @@ type Advertiser struct {
 	Label  Label
 	// Taint, when set, is removed by Ready.
 	Taint *Taint
+	// Handler, when set, must be listed in the Node's status.runtimeHandlers
+	// before Ready labels it: containerd serving runsc is not enough, kubelet must
+	// have seen it (right after containerd restarts, kubelet's own CRI connection
+	// is still reconnecting, and a pod bound then fails to get a sandbox).
+	Handler string
+}
+
+// ErrKubeletNotYet: the CRI serves the handler but kubelet has not reported it.
+var ErrKubeletNotYet = errors.New("kubelet has not reported the handler yet")
+
+// KubeletReports reports whether the Node's status.runtimeHandlers lists Handler.
+func (a *Advertiser) KubeletReports(ctx context.Context) (bool, error) {
+	n, err := a.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	return reports(n, a.Handler), nil
+}
+
+func reports(n *corev1.Node, handler string) bool {
+	for _, h := range n.Status.RuntimeHandlers {
+		if h.Name == handler {
+			return true
+		}
+	}
+	return false
 }
 
 // Ready labels the node and removes the startup taint. Each is a patch that
@@ -90,6 +117,9 @@ func (a *Advertiser) Ready(ctx context.Context) error {
 	n, err := a.get(ctx)
 	if err != nil {
 		return err
+	}
+	if a.Handler != "" && !reports(n, a.Handler) {
+		return fmt.Errorf("%w: node %s's status.runtimeHandlers does not list %q (kubelet reports them from Kubernetes 1.30 on)", ErrKubeletNotYet, a.Node, a.Handler)
 	}
 	if n.Labels[a.Label.Key] != a.Label.Value {
 		if err := a.patchLabel(ctx, &a.Label.Value); err != nil {

@@ -2,6 +2,7 @@ package advertise
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -178,5 +179,31 @@ func TestWithdrawRemovesOnlyThePoolAndReadyLabels(t *testing.T) {
 	}
 	if len(patches(c)) != before {
 		t.Errorf("a withdraw with nothing to remove patched the node: %v", patches(c))
+	}
+}
+
+// containerd serving runsc is not enough: until kubelet lists it in the Node's
+// status.runtimeHandlers (it reconnects after a containerd restart), a pod bound
+// to the node fails to get a sandbox. So Ready does not label before that.
+func TestReadyWaitsForKubeletToReportTheHandler(t *testing.T) {
+	n := node(map[string]string{"gvisor": "enabled"})
+	n.Status.RuntimeHandlers = []corev1.NodeRuntimeHandler{{Name: "runc"}}
+	a, c := advertiser(t, n, "")
+	a.Handler = "runsc"
+	if err := a.Ready(context.Background()); !errors.Is(err, ErrKubeletNotYet) {
+		t.Fatalf("Ready before kubelet reports runsc: %v", err)
+	}
+	if len(patches(c)) != 0 {
+		t.Fatalf("labelled before kubelet reported runsc: %v", patches(c))
+	}
+	n.Status.RuntimeHandlers = append(n.Status.RuntimeHandlers, corev1.NodeRuntimeHandler{Name: "runsc"})
+	if _, err := c.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, c).Labels["gvisor-bootstrap.dev/runsc"]; got != "ready" {
+		t.Fatalf("label %q after kubelet reported runsc", got)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -39,19 +40,32 @@ func (k *kubeFlags) advertiser(g *Globals) (*advertise.Advertiser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("advertise: %w; in a pod the service account token must be mounted, elsewhere pass --kubeconfig", err)
 	}
-	return &advertise.Advertiser{Client: acc.client, Node: acc.node, Label: label, Taint: taint}, nil
+	return &advertise.Advertiser{Client: acc.client, Node: acc.node, Label: label, Taint: taint, Handler: g.Config.Cluster.Handler}, nil
 }
 
 // advertiseAfter sets or removes the ready label after a run, and says on the
 // report whether the node is advertised and, if not, why, in one line.
 func advertiseAfter(ctx context.Context, a *advertise.Advertiser, rep *reconcile.Report) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	var err error
 	yes := false
 	switch {
 	case rep.Outcome != reconcile.Failed && rep.Served:
-		if err = a.Ready(ctx); err == nil {
+		// kubelet re-reads the CRI's status every few seconds (and reconnects after a
+		// containerd restart): wait for it to report the handler before labelling.
+		for {
+			if err = a.Ready(ctx); !errors.Is(err, advertise.ErrKubeletNotYet) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(2 * time.Second):
+				continue
+			}
+			break
+		}
+		if err == nil {
 			yes = true
 		} else {
 			rep.NotAdvertised = "not advertised: " + err.Error()

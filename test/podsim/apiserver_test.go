@@ -23,6 +23,9 @@ type apiServer struct {
 	mu    sync.Mutex
 	node  corev1.Node
 	calls []string
+	// served, when set, is the kubelet's view: the Node's status.runtimeHandlers
+	// list the handlers the node's real containerd serves through the CRI now.
+	served func() []string
 }
 
 func newAPIServer(t *testing.T, name string, labels map[string]string) *apiServer {
@@ -100,6 +103,12 @@ func (a *apiServer) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, "method not served", http.StatusMethodNotAllowed)
 		return
+	}
+	if a.served != nil {
+		a.node.Status.RuntimeHandlers = nil
+		for _, h := range a.served() {
+			a.node.Status.RuntimeHandlers = append(a.node.Status.RuntimeHandlers, corev1.NodeRuntimeHandler{Name: h})
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(a.node)

@@ -2,6 +2,7 @@ package podsim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/render"
@@ -275,6 +278,7 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 	cm, ds := manifests(t, cfg)
 
 	api := newAPIServer(t, "podsim-node", map[string]string{"gvisor": "enabled"})
+	api.served = n.servedHandlers
 	pod := &Pod{Host: n.host, Rootfs: image(t), ConfigMaps: map[string]map[string]string{cm.Name: cm.Data}, NodeName: "podsim-node",
 		Env: api.env(), Token: api.token, CACert: api.caPEM(), Namespace: cfg.Delivery.Namespace}
 	t.Cleanup(pod.Close)
@@ -421,4 +425,27 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// servedHandlers is what a kubelet would report in Node.status.runtimeHandlers:
+// the handlers the node's real containerd serves through the CRI right now.
+func (n *node) servedHandlers() []string {
+	rt, err := cri.Dial(fsroot.New(n.host), "/run/containerd/containerd.sock")
+	if err != nil {
+		return nil
+	}
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := rt.Status(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, h := range []string{"runc", "runsc"} {
+		if st.HasHandler(h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
