@@ -10,7 +10,7 @@ SCENARIO_NAME+=([k8s-scale-out]=k8s-scale-out [k8s-baked]=k8s-baked [k8s-reimage
   [k8s-upgrade]=k8s-upgrade [k8s-uninstall]=k8s-uninstall [k8s-daemonset]=k8s-daemonset)
 K8S_SCENARIOS=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s-daemonset)
 # what `make e2e` runs (the others with --only until they have passed here)
-K8S_DEFAULT=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-daemonset)
+K8S_DEFAULT=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s-daemonset)
 
 K8S_NODE_TIMEOUT="${E2E_K8S_NODE_TIMEOUT:-1800}"  # boot + customData + kubelet registration, tcg (a deadline: 514 s seen under load)
 K8S_POD_TIMEOUT="${E2E_K8S_POD_TIMEOUT:-900}"    # a pod from scheduled to terminated, tcg (a deadline)
