@@ -129,6 +129,10 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	cfg, err := config.Load(g.Root, g.ConfigPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvisor-bootstrap %s: %v\n", cmd.Name, err)
+		if gate := fs.Lookup("gate"); gate != nil && gate.Value.String() == "true" && config.OnFailureDespite(g.Root, g.ConfigPath) == "continue" {
+			fmt.Fprintln(stderr, "gvisor-bootstrap run: boot.on_failure = \"continue\": letting kubelet start on a node that CANNOT run gVisor pods (the config could not be loaded)")
+			return ExitOK
+		}
 		return ExitUsage
 	}
 	g.Config = cfg

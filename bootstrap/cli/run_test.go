@@ -94,6 +94,31 @@ func TestRunGateFailsClosedUnlessContinue(t *testing.T) {
 	}
 }
 
+// A config this binary cannot load (a key a newer release added, from a newer
+// ConfigMap during a DaemonSet upgrade) still has the operator's boot.on_failure:
+// the gate honours "continue", and otherwise fails closed with bad-input's code.
+func TestRunGateHonoursOnFailureWhenTheConfigDoesNotLoad(t *testing.T) {
+	root, rel := t.TempDir(), serveRelease(t)
+	r := fsroot.New(root)
+	write := func(cfg string) {
+		if err := r.WriteFile("/etc/gvisor-bootstrap/config.toml", []byte(cfg), fsroot.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("[boot]\non_failure = \"continue\"\n[future]\nknob = 1\n")
+	code, _, errs := runMain(t, append([]string{"run", "--gate"}, nodeArgs(root, rel)...)...)
+	if code != ExitOK || !strings.Contains(errs, "future") || !strings.Contains(errs, "CANNOT run gVisor pods") {
+		t.Fatalf("gate, unloadable config with on_failure=continue: exit %d: %s", code, errs)
+	}
+	if code, _, _ := runMain(t, append([]string{"run"}, nodeArgs(root, rel)...)...); code != ExitUsage {
+		t.Fatalf("run without --gate on an unloadable config: exit %d, want %d", code, ExitUsage)
+	}
+	write("[boot]\non_failure = \"fail\"\n[future]\nknob = 1\n")
+	if code, _, errs := runMain(t, append([]string{"run", "--gate"}, nodeArgs(root, rel)...)...); code != ExitUsage || strings.Contains(errs, "CANNOT") {
+		t.Fatalf("gate, unloadable config with on_failure=fail: exit %d: %s", code, errs)
+	}
+}
+
 func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 	root, rel := t.TempDir(), serveRelease(t)
 	r := fsroot.New(root)

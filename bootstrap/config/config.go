@@ -244,6 +244,26 @@ func Load(root fsroot.Root, nodePath string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// OnFailureDespite reads only boot.on_failure from a config file that Load
+// refused (keys a newer release added, read by an older binary during a
+// DaemonSet upgrade; a value out of range elsewhere): the kubelet gate honours the
+// operator's choice even then. Anything unreadable is "fail".
+func OnFailureDespite(root fsroot.Root, nodePath string) string {
+	data, err := root.ReadFile(nodePath)
+	if err != nil {
+		return "fail"
+	}
+	var v struct {
+		Boot struct {
+			OnFailure string `toml:"on_failure"`
+		} `toml:"boot"`
+	}
+	if toml.Unmarshal(data, &v) != nil || v.Boot.OnFailure != "continue" {
+		return "fail"
+	}
+	return "continue"
+}
+
 // Decode decodes TOML onto cfg (which holds defaults), strictly.
 func Decode(data []byte, cfg *Config) error {
 	// go-toml merges a table into a non-empty map; a map the file sets must replace

@@ -506,11 +506,11 @@ EOF
 echo units=\$(systemctl list-unit-files --no-legend 'gvisor-bootstrap*' | wc -l)"; n=$CTL_N
   ctl_wait "$node" "$n" 600 || ok=1
   [[ "$(ctl_out "$node" "$n" | sed -n 's/^units=//p')" == 0 ]] || { note $s "gvisor-bootstrap units left after uninstall"; ok=1; }
-  sleep 60
+  sleep 120
   facts "$node" || { finish_node $s "$node"; return 1; }
   st1="$(fact "$node" starts)"
   [[ "$(fact "$node" runsc-binary)" == none && "$(fact "$node" runsc-in-config)" == 0 ]] \
-    && note $s "a minute after a config rewrite: no runsc binary, no runsc in config.toml, no units" \
+    && note $s "two minutes after a config rewrite: no runsc binary, no runsc in config.toml, no units" \
     || { note $s "runsc came back: binary $(fact "$node" runsc-binary), config mentions $(fact "$node" runsc-in-config)"; ok=1; }
   has_handler "$node" runsc && { note $s "runsc advertised again"; ok=1; }
   if [[ "$st0" =~ ^[0-9]+$ && "$st1" =~ ^[0-9]+$ ]]; then
