@@ -24,6 +24,9 @@ k8s_prepare() {
   [[ -n "$K8S_READY" ]] && return "$K8S_READY"
   K8S_READY=1
   local t0=$SECONDS
+  # A guest runs /ctl/<node>/1.sh as soon as it exists: steps an earlier run of this clone
+  # left there would run out of order on this run's node of the same name.
+  rm -rf "$WWW/ctl"
   cluster_up || return 1
   # the RuntimeClass, exactly as rendered, applied unchanged
   "$GVB" render runtimeclass > "$K8S_DIR/runtimeclass.yaml" || { say "render runtimeclass failed"; return 1; }
