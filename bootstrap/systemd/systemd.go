@@ -83,56 +83,41 @@ func (m *dbusManager) ActiveState(ctx context.Context, unit string) (string, err
 	return strings.Trim(p.Value.String(), `"`), nil
 }
 
-func (m *dbusManager) Restart(ctx context.Context, unit string) error {
+// jobFunc queues a unit job (go-systemd's RestartUnitContext, StartUnitContext, ...).
+type jobFunc func(ctx context.Context, unit, mode string, done chan<- string) (int, error)
+
+// job queues verb on unit and waits for the job's result.
+func job(ctx context.Context, verb, unit string, queue jobFunc) error {
 	done := make(chan string, 1)
-	if _, err := m.conn.RestartUnitContext(ctx, unit, "replace", done); err != nil {
-		return fmt.Errorf("restart %s over D-Bus: %w", unit, err)
+	if _, err := queue(ctx, unit, "replace", done); err != nil {
+		return fmt.Errorf("%s %s over D-Bus: %w", verb, unit, err)
 	}
 	select {
 	case res := <-done:
 		if res != "done" {
-			return fmt.Errorf("restart %s: job result %q; see `journalctl -u %s`", unit, res, unit)
+			return fmt.Errorf("%s %s: job result %q; see `journalctl -u %s`", verb, unit, res, unit)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("restart %s: %w", unit, ctx.Err())
+		return fmt.Errorf("%s %s: %w", verb, unit, ctx.Err())
 	}
+}
+
+func (m *dbusManager) Restart(ctx context.Context, unit string) error {
+	return job(ctx, "restart", unit, m.conn.RestartUnitContext)
 }
 
 func (m *dbusManager) Start(ctx context.Context, unit string) error {
-	done := make(chan string, 1)
-	if _, err := m.conn.StartUnitContext(ctx, unit, "replace", done); err != nil {
-		return fmt.Errorf("start %s over D-Bus: %w", unit, err)
-	}
-	select {
-	case res := <-done:
-		if res != "done" {
-			return fmt.Errorf("start %s: job result %q; see `journalctl -u %s`", unit, res, unit)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("start %s: %w", unit, ctx.Err())
-	}
+	return job(ctx, "start", unit, m.conn.StartUnitContext)
 }
 
 func (m *dbusManager) Stop(ctx context.Context, unit string) error {
-	done := make(chan string, 1)
-	if _, err := m.conn.StopUnitContext(ctx, unit, "replace", done); err != nil {
-		var de godbus.Error
-		if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
-			return nil
-		}
-		return fmt.Errorf("stop %s over D-Bus: %w", unit, err)
+	err := job(ctx, "stop", unit, m.conn.StopUnitContext)
+	var de godbus.Error
+	if errors.As(err, &de) && de.Name == "org.freedesktop.systemd1.NoSuchUnit" {
+		return nil // a unit systemd does not know is already stopped
 	}
-	select {
-	case res := <-done:
-		if res != "done" {
-			return fmt.Errorf("stop %s: job result %q; see `journalctl -u %s`", unit, res, unit)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop %s: %w", unit, ctx.Err())
-	}
+	return err
 }
 
 func (m *dbusManager) Reload(ctx context.Context) error {
