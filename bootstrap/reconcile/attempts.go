@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"time"
 
+	backoffpkg "github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/backoff"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
@@ -67,14 +68,7 @@ func (r *Reconciler) mayRestart(key string, now time.Time) error {
 }
 
 func backoff(failures int) time.Duration {
-	d := backoffBase
-	for i := 1; i < failures && d < backoffMax; i++ {
-		d *= 2
-	}
-	if d > backoffMax {
-		d = backoffMax
-	}
-	return d
+	return backoffpkg.Doubling(backoffBase, backoffMax, failures)
 }
 
 // recordAttempt remembers a failed attempt (err != nil) or forgets it.

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/backoff"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
 )
@@ -64,11 +65,7 @@ func fetchKey(url, digest string) string {
 }
 
 func fetchBackoff(failures int) time.Duration {
-	d := fetchBackoffBase
-	for i := 1; i < failures && d < fetchBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, fetchBackoffMax)
+	return backoff.Doubling(fetchBackoffBase, fetchBackoffMax, failures)
 }
 
 func loadFailedFetch(root fsroot.Root) (failedFetch, bool) {
