@@ -6,7 +6,9 @@
 // failure classification), download.go (which artifacts, checked how),
 // checksum.go, bundle.go (safe extraction), progress.go, place.go (atomic
 // placement; the layout on disk and why), migrate.go (moving entry points of
-// other layouts to that one without a mixed crash state), state.go (what was
+// other layouts to that one without a mixed crash state), previous.go (the
+// previous release's directory, removed once no process executes from it),
+// state.go (what was
 // installed and the fingerprint that makes a no-op cheap), verify.go (verify and
 // uninstall).
 //
@@ -35,6 +37,7 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/faultpoint"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable"
 )
 
 // Installer installs one configured gVisor release under Root.
@@ -53,6 +56,9 @@ type Installer struct {
 	Deep bool
 	// Backoff is the first retry delay (default 1s); it doubles up to 30s.
 	Backoff time.Duration
+	// Procs is the node's process table, asked whether a process still executes
+	// from the previous release's directory; nil reads the procfs at Root's /proc.
+	Procs proctable.Table
 }
 
 // Result describes what Install did, or would do in a dry run.
@@ -130,7 +136,11 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	res := Result{Release: w.release, Arch: w.arch, Source: redact(w.source), DryRun: dryRun}
 	st, problems := i.current(w)
 	if len(problems) == 0 {
-		return i.noop(st, res, dryRun), nil
+		res = i.noop(st, res, dryRun)
+		if !dryRun {
+			i.dropUnusedPrevious(ctx, st, false)
+		}
+		return res, nil
 	}
 	for _, p := range problems {
 		res.Reasons = append(res.Reasons, p.String())
@@ -153,7 +163,9 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	defer unlock()
 	// Another run may have installed while this one waited for the lock.
 	if st, problems = i.current(w); len(problems) == 0 {
-		return i.noop(st, res, false), nil
+		res = i.noop(st, res, false)
+		i.dropUnusedPrevious(ctx, st, true)
+		return res, nil
 	}
 	i.log().Info("installing gVisor", "release", w.release, "arch", w.arch, "source", redact(w.source), "bin_dir", w.binDir, "reasons", res.Reasons)
 	cleanStaging(binDir)
@@ -185,6 +197,7 @@ func (i *Installer) Install(ctx context.Context, dryRun bool) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	i.dropUnusedPrevious(ctx, newState, true)
 	res.Changed = true
 	res.Layout = layout
 	res.Dir = newState.Dir

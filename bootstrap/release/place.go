@@ -67,8 +67,9 @@ import (
 // rolled back: every replaced entry was hard-linked to a backup name first.
 //
 // A running runsc keeps its old inode and its old directory: the previous
-// release's directory is kept (State.Previous) until the next upgrade, because
-// sandboxes started from it still exec its sidecars (checkpoint, metrics).
+// release's directory is kept (State.Previous) while a process executes from
+// it, because sandboxes started from it still exec its sidecars (checkpoint,
+// metrics); the first run after the last one ended removes it (previous.go).
 
 const (
 	stagingPrefix = ".gvisor-staging-"

@@ -29,7 +29,8 @@ type State struct {
 	BinDir      string    `json:"bin_dir"`
 	InstalledAt time.Time `json:"installed_at"`
 	// Dir is the node path of the versioned directory holding this release;
-	// Previous is the one before it, kept for sandboxes still running from it.
+	// Previous is the one before it, kept while sandboxes still run from it
+	// (removed, and Previous emptied, by the first run after they ended).
 	Dir      string `json:"dir"`
 	Previous string `json:"previous,omitempty"`
 	// Links maps each entry point and .gvisor-current (node paths) to its
