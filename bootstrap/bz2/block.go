@@ -101,14 +101,14 @@ func (b *bitReader) skip(k uint) {
 // decoder decodes single blocks; one per goroutine, reused across blocks.
 type decoder struct {
 	tt   []uint32 // inverse-BWT links: next position << 8 | byte
-	lf   []uint32 // and the other way: previous position << 8 | byte
+	walk walker
 	huff [maxGroups]huffman
 	sel  []uint8
 	lens [maxAlpha]uint8
 }
 
 func newDecoder() *decoder {
-	return &decoder{tt: make([]uint32, maxBlock), lf: make([]uint32, maxBlock), sel: make([]uint8, 1<<15)}
+	return &decoder{tt: make([]uint32, maxBlock), sel: make([]uint8, 1<<15)}
 }
 
 // block is one decoded block: its bytes after the inverse BWT (still
@@ -300,11 +300,8 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 		return blk, corrupt("BWT origin outside the block")
 	}
 
-	// Inverse BWT. tt[k] gets the forward link T (the position of the next
-	// byte) above the byte at k; lf[i] the backward link (LF, the inverse of
-	// T) above the byte at i. The output is one cycle through the links: it
-	// is walked from both ends at once, so two cache misses are in flight
-	// instead of one (the walk is bound by memory latency, not by work).
+	// Inverse BWT: tt[k] gets the link T (the position of the next byte)
+	// above the byte at k; the output is the cycle through the links.
 	sum := 0
 	for b := range 256 {
 		c := counts[b]
@@ -312,30 +309,13 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 		sum += c
 	}
 	tt = tt[:n]
-	lf := d.lf[:n]
 	for i := range tt {
 		b := byte(tt[i])
-		k := counts[b]
-		tt[k] |= uint32(i) << 8
-		lf[i] = uint32(k)<<8 | uint32(b)
+		tt[counts[b]] |= uint32(i) << 8
 		counts[b]++
 	}
 	out = out[:n]
-	half := n / 2
-	fw := tt[origPtr] >> 8 // position of out[0]
-	bw := uint32(origPtr)  // position of out[n-1]
-	lo, hi := out[:half], out[n-half:]
-	for m := range lo {
-		x := tt[fw]
-		y := lf[bw]
-		lo[m] = byte(x)
-		hi[half-1-m] = byte(y)
-		fw = x >> 8
-		bw = y >> 8
-	}
-	if n%2 == 1 {
-		out[half] = byte(tt[fw])
-	}
+	d.walk.inverseBWT(tt, origPtr, out)
 	blk.pre = out
 	return blk, nil
 }

@@ -2,7 +2,10 @@ package release
 
 import (
 	"context"
+	"crypto/sha512"
+	"io"
 	"log/slog"
+	"os"
 	"testing"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
@@ -31,5 +34,37 @@ func BenchmarkInstallNoop(b *testing.B) {
 	}
 	if n := len(srv.Requests()); n != 0 {
 		b.Fatalf("%d requests on the no-op path", n)
+	}
+}
+
+// BenchmarkExtractBundle unpacks a real bundle (GVB_BENCH_BUNDLE, e.g. the
+// one test/bench/bundle.sh packs) as a first install does from file://: the
+// compressed bytes hashed as they are read, the blocks decoded on all cores,
+// the files hashed, written and fsynced. For profiles of the decoding path:
+// go test -run X -bench ExtractBundle -cpuprofile cpu.out ./bootstrap/release
+func BenchmarkExtractBundle(b *testing.B) {
+	path := os.Getenv("GVB_BENCH_BUNDLE")
+	if path == "" {
+		b.Skip("set GVB_BENCH_BUNDLE to a gvisor.tar.bz2")
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(st.Size())
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		h := sha512.New()
+		if _, _, err := extractBundleFrom(context.Background(), io.TeeReader(f, h), dir); err != nil {
+			b.Fatal(err)
+		}
+		h.Sum(nil)
+		f.Close()
 	}
 }
