@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 const (
@@ -323,25 +324,39 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 // blockCRC is the CRC of a block's output: its bytes with the runs expanded.
 func blockCRC(pre []byte) uint32 {
 	crc := ^uint32(0)
-	start, run := 0, 0
-	var prev byte
-	for i := 0; i < len(pre); i++ {
-		b := pre[i]
-		if run > 0 && b == prev {
-			run++
-		} else {
-			prev, run = b, 1
+	for i := 0; ; {
+		k := i + litLen(pre[i:]) // four equal bytes at k, then a count
+		if k+4 >= len(pre) {
+			return ^crcUpdate(crc, pre[i:])
 		}
-		if run == 4 {
-			crc = crcUpdate(crc, pre[start:i+1])
-			if i+1 < len(pre) {
-				i++
-				crc = crcRepeat(crc, b, int(pre[i]))
-			}
-			start, run = i+1, 0
+		crc = crcUpdate(crc, pre[i:k+4])
+		crc = crcRepeat(crc, pre[k], int(pre[k+4]))
+		i = k + 5
+	}
+}
+
+// litLen is the index of the first four equal bytes in p, or len(p): the
+// bytes before it are literals of bzip2's first run-length stage. It compares
+// eight bytes at a time.
+func litLen(p []byte) int {
+	const lo7, hi = 0x7f7f7f7f7f7f7f7f, 0x0000008080808080
+	i := 0
+	for ; i+8 <= len(p); i += 5 {
+		x := binary.LittleEndian.Uint64(p[i:])
+		e := x ^ (x >> 8)               // byte k (k < 7): p[i+k] ^ p[i+k+1]
+		z := ^((e&lo7 + lo7) | e | lo7) // 0x80 in each zero byte of e
+		// Bytes k, k+1, k+2 of e zero: p[i+k..i+k+3] equal; k <= 4 uses
+		// only bytes of p.
+		if m := z & (z >> 8) & (z >> 16) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
 		}
 	}
-	return ^crcUpdate(crc, pre[start:])
+	for ; i+3 < len(p); i++ {
+		if p[i] == p[i+1] && p[i] == p[i+2] && p[i] == p[i+3] {
+			return i
+		}
+	}
+	return len(p)
 }
 
 // rle1 undoes bzip2's first run-length stage across calls: after four equal
@@ -370,6 +385,22 @@ func (r *rle1) expand(dst, src []byte) (w, c int) {
 			break
 		}
 		b := src[c]
+		if r.run < 4 && (r.run == 0 || b != r.prev) {
+			// No run continues into src[c:]: copy the literals up to the
+			// next four equal bytes, then take up the state after them.
+			lit := src[c : c+min(len(src)-c, len(dst)-w)]
+			k := litLen(lit)
+			if k > 0 {
+				copy(dst[w:], lit[:k])
+				w += k
+				c += k
+				r.prev, r.run = lit[k-1], 1
+				for j := k - 2; j >= 0 && j >= k-3 && lit[j] == r.prev; j-- {
+					r.run++
+				}
+				continue
+			}
+		}
 		c++
 		if r.run == 4 {
 			r.rep, r.run = int(b), 0
