@@ -45,14 +45,6 @@ type piece struct {
 	seg, off, n int
 }
 
-// lane is one walk in progress.
-type lane struct {
-	pos    uint32 // the next position to read
-	w, end int    // write cursor in scratch and the end of the lane's chunk
-	from   int    // where the open piece started
-	seg    int    // the segment being walked; -1: idle
-}
-
 // inverseBWT writes the block's bytes to out (len n) from tt, whose entries
 // hold the forward link above the byte (next position << 8 | byte).
 func (wk *walker) inverseBWT(tt []uint32, origPtr int, out []byte) {
@@ -111,68 +103,75 @@ func (wk *walker) lanes(tt []uint32, p0 uint32, out []byte) bool {
 	pieces := wk.pieces[:0]
 	nextChunk := 0
 	nextSeg := 0
-	var ls [lanes]lane
-
-	// begin starts the next unwalked segment on ln, taking its first step
-	// (the segment's own mark must not end it).
-	begin := func(ln *lane) {
+	// The lanes' state, in arrays the loop indexes by a constant range: the
+	// position to read next, the write cursor and the end of its chunk (a
+	// lane with nothing to walk has cursor == end, so it always takes the
+	// slow branch), where its open piece started, and its segment.
+	var pos [lanes]uint32
+	var w, end, from [lanes]int
+	var seg [lanes]int
+	active := 0
+	// begin starts the next unwalked segment on lane l, taking its first
+	// step (the segment's own mark must not end it).
+	begin := func(l int) {
 		if nextSeg >= len(starts) {
-			ln.seg = -1
+			seg[l] = -1
+			end[l] = w[l]
 			return
 		}
-		ln.seg = nextSeg
-		nextSeg++
-		if ln.w == ln.end {
-			ln.w = nextChunk * chunkSize
-			ln.end = ln.w + chunkSize
-			nextChunk++
-		}
-		ln.from = ln.w
-		x := tt[starts[ln.seg]]
-		scratch[ln.w] = byte(x)
-		ln.w++
-		ln.pos = x >> 8 & posMask
-	}
-	active := 0
-	for l := range ls {
-		begin(&ls[l])
-		if ls[l].seg >= 0 {
+		if seg[l] < 0 {
 			active++
 		}
+		seg[l] = nextSeg
+		nextSeg++
+		if w[l] == end[l] {
+			w[l] = nextChunk * chunkSize
+			end[l] = w[l] + chunkSize
+			nextChunk++
+		}
+		from[l] = w[l]
+		x := tt[starts[seg[l]]]
+		scratch[w[l]] = byte(x)
+		w[l]++
+		pos[l] = x >> 8 & posMask
+	}
+	for l := range seg {
+		seg[l] = -1
+		begin(l)
 	}
 	total := 0
 	for active > 0 {
-		for l := range ls {
-			ln := &ls[l]
-			if ln.seg < 0 {
+		for l := range pos {
+			x := tt[pos[l]]
+			if x&markBit == 0 && w[l] < end[l] {
+				scratch[w[l]] = byte(x)
+				w[l]++
+				pos[l] = x >> 8 & posMask
 				continue
 			}
-			if ln.w == ln.end { // chunk full: close the piece, take another
-				pieces = append(pieces, piece{ln.seg, ln.from, ln.w - ln.from})
-				segs[ln.seg].n += ln.w - ln.from
-				if nextChunk >= nchunks {
-					return false // more bytes than the block: not one cycle
-				}
-				ln.w = nextChunk * chunkSize
-				ln.end = ln.w + chunkSize
-				ln.from = ln.w
-				nextChunk++
+			k := seg[l]
+			if k < 0 {
+				continue // idle
 			}
-			x := tt[ln.pos]
+			pieces = append(pieces, piece{k, from[l], w[l] - from[l]})
+			segs[k].n += w[l] - from[l]
 			if x&markBit != 0 { // the next segment's start: this one ends
-				pieces = append(pieces, piece{ln.seg, ln.from, ln.w - ln.from})
-				segs[ln.seg].n += ln.w - ln.from
-				segs[ln.seg].next = ln.pos
-				total += segs[ln.seg].n
-				begin(ln)
-				if ln.seg < 0 {
+				segs[k].next = pos[l]
+				total += segs[k].n
+				begin(l)
+				if seg[l] < 0 {
 					active--
 				}
 				continue
 			}
-			scratch[ln.w] = byte(x)
-			ln.w++
-			ln.pos = x >> 8 & posMask
+			// The chunk is full: take another.
+			if nextChunk >= nchunks {
+				return false // more bytes than the block: not one cycle
+			}
+			w[l] = nextChunk * chunkSize
+			end[l] = w[l] + chunkSize
+			from[l] = w[l]
+			nextChunk++
 		}
 	}
 	if total != n {
@@ -209,23 +208,23 @@ func (wk *walker) lanes(tt []uint32, p0 uint32, out []byte) bool {
 		return sort.Search(len(starts), func(i int) bool { return starts[i] >= p })
 	}
 	first := index(p0)
-	cur, w := first, 0
+	cur, o := first, 0
 	for hops := 0; ; hops++ {
 		if hops >= len(segs) {
 			return false
 		}
 		s := &segs[cur]
-		if w+s.n > n {
+		if o+s.n > n {
 			return false
 		}
 		for _, pi := range order[s.first : s.first+s.npiece] {
 			p := pieces[pi]
-			w += copy(out[w:], scratch[p.off:p.off+p.n])
+			o += copy(out[o:], scratch[p.off:p.off+p.n])
 		}
 		cur = index(s.next)
 		if cur == first {
 			break
 		}
 	}
-	return w == n
+	return o == n
 }
