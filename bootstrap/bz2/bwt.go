@@ -15,7 +15,7 @@ import "sort"
 // one byte: its output repeats a shorter cycle) is walked the plain way.
 
 const (
-	lanes     = 8    // segments walked at once
+	lanes     = 16   // segments walked at once
 	segments  = 256  // marked positions per block: load balance across lanes
 	chunkSize = 4096 // scratch handed to a lane at a time
 	markBit   = 1 << 31
