@@ -141,6 +141,26 @@ func (wk *walker) lanes(tt []uint32, p0 uint32, out []byte) bool {
 	}
 	total := 0
 	for active > 0 {
+		// A batch of steps on all lanes with only the mark to check, while
+		// every lane is walking and has room for the batch in its chunk.
+		if active == lanes {
+			room := chunkSize
+			for l := range w {
+				room = min(room, end[l]-w[l])
+			}
+		batch:
+			for range room {
+				for l := range pos {
+					x := tt[pos[l]]
+					if x&markBit != 0 {
+						break batch
+					}
+					scratch[w[l]] = byte(x)
+					w[l]++
+					pos[l] = x >> 8 & posMask
+				}
+			}
+		}
 		for l := range pos {
 			x := tt[pos[l]]
 			if x&markBit == 0 && w[l] < end[l] {

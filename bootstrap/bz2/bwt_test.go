@@ -1,0 +1,138 @@
+package bz2
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sort"
+	"testing"
+)
+
+// bwtLinks is the link table of a random text of n bytes drawn from k byte
+// values: as decodeBits builds it from the text's BWT.
+func bwtLinks(r *rand.Rand, n, k int) (tt []uint32, origPtr int, text []byte) {
+	text = make([]byte, n)
+	for i := range text {
+		text[i] = byte(r.IntN(k))
+	}
+	// The BWT by sorting rotations (slow, fine for tests).
+	rot := make([]int, n)
+	for i := range rot {
+		rot[i] = i
+	}
+	doubled := append(append([]byte(nil), text...), text...)
+	sortRotations(rot, doubled, n)
+	tt = make([]uint32, n)
+	var counts [256]int
+	for i, s := range rot {
+		b := text[(s+n-1)%n]
+		tt[i] = uint32(b)
+		counts[b]++
+		if s == 0 {
+			origPtr = i
+		}
+	}
+	sum := 0
+	for b := range 256 {
+		c := counts[b]
+		counts[b] = sum
+		sum += c
+	}
+	for i := range tt {
+		b := byte(tt[i])
+		tt[counts[b]] |= uint32(i) << 8
+		counts[b]++
+	}
+	return tt, origPtr, text
+}
+
+func sortRotations(rot []int, doubled []byte, n int) {
+	// Insertion sort is too slow for big n; use the standard library.
+	sortSlice(rot, func(a, b int) bool {
+		return bytes.Compare(doubled[a:a+n], doubled[b:b+n]) < 0
+	})
+}
+
+// TestInverseBWT: the multi-lane walk gives the text back, for texts of one
+// cycle and periodic ones (several cycles: the plain walk's case), at sizes
+// around the lane threshold.
+func TestInverseBWT(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var wk walker
+	for _, n := range []int{1, 2, 100, minLaneBlock - 1, minLaneBlock, minLaneBlock + 4097, 200000} {
+		for _, k := range []int{1, 2, 4, 256} {
+			tt, orig, text := bwtLinks(r, n, k)
+			out := make([]byte, n)
+			wk.inverseBWT(tt, orig, out)
+			if !bytes.Equal(out, text) {
+				t.Fatalf("n=%d k=%d: first difference at %d", n, k, firstDiff(out, text))
+			}
+			for i, x := range tt {
+				if x&markBit != 0 {
+					t.Fatalf("n=%d: mark left at %d", n, i)
+				}
+			}
+		}
+	}
+	// Periodic: "abc" repeated, whose links are many cycles of three.
+	text := bytes.Repeat([]byte("abcab"), 30000)
+	tt, orig := linksOf(text)
+	out := make([]byte, len(text))
+	wk.inverseBWT(tt, orig, out)
+	if !bytes.Equal(out, text) {
+		t.Fatalf("periodic: first difference at %d", firstDiff(out, text))
+	}
+}
+
+func linksOf(text []byte) ([]uint32, int) {
+	n := len(text)
+	rot := make([]int, n)
+	for i := range rot {
+		rot[i] = i
+	}
+	doubled := append(append([]byte(nil), text...), text...)
+	sortRotations(rot, doubled, n)
+	tt := make([]uint32, n)
+	var counts [256]int
+	orig := 0
+	for i, s := range rot {
+		b := text[(s+n-1)%n]
+		tt[i] = uint32(b)
+		counts[b]++
+		if s == 0 {
+			orig = i
+		}
+	}
+	sum := 0
+	for b := range 256 {
+		c := counts[b]
+		counts[b] = sum
+		sum += c
+	}
+	for i := range tt {
+		b := byte(tt[i])
+		tt[counts[b]] |= uint32(i) << 8
+		counts[b]++
+	}
+	return tt, orig
+}
+
+func BenchmarkInverseBWT(b *testing.B) {
+	r := rand.New(rand.NewPCG(15, 16))
+	tt, orig, _ := bwtLinks(r, maxBlock, 256)
+	out := make([]byte, maxBlock)
+	b.Run("lanes", func(b *testing.B) {
+		var wk walker
+		for b.Loop() {
+			wk.inverseBWT(tt, orig, out)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/maxBlock, "ns/byte")
+	})
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			plainWalk(tt, tt[orig]>>8&posMask, out)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/maxBlock, "ns/byte")
+	})
+}
+
+func sortSlice(x []int, less func(a, b int) bool) { sort.Slice(x, func(i, j int) bool { return less(x[i], x[j]) }) }
