@@ -135,4 +135,6 @@ func BenchmarkInverseBWT(b *testing.B) {
 	})
 }
 
-func sortSlice(x []int, less func(a, b int) bool) { sort.Slice(x, func(i, j int) bool { return less(x[i], x[j]) }) }
+func sortSlice(x []int, less func(a, b int) bool) {
+	sort.Slice(x, func(i, j int) bool { return less(x[i], x[j]) })
+}
