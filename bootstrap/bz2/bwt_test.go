@@ -45,11 +45,36 @@ func bwtLinks(r *rand.Rand, n, k int) (tt []uint32, origPtr int, text []byte) {
 	return tt, origPtr, text
 }
 
+// sortRotations sorts the rotations of text (doubled: text twice) by
+// prefix doubling, so periodic texts (whose rotations compare equal over their
+// whole length) cost no more than others.
 func sortRotations(rot []int, doubled []byte, n int) {
-	// Insertion sort is too slow for big n; use the standard library.
-	sortSlice(rot, func(a, b int) bool {
-		return bytes.Compare(doubled[a:a+n], doubled[b:b+n]) < 0
-	})
+	rank := make([]int, n)
+	for i := range rank {
+		rank[i] = int(doubled[i])
+	}
+	tmp := make([]int, n)
+	for k := 1; ; k *= 2 {
+		key := func(i int) (int, int) { return rank[i], rank[(i+k)%n] }
+		sort.Slice(rot, func(a, b int) bool {
+			a1, a2 := key(rot[a])
+			b1, b2 := key(rot[b])
+			return a1 < b1 || a1 == b1 && a2 < b2
+		})
+		tmp[rot[0]] = 0
+		for i := 1; i < n; i++ {
+			a1, a2 := key(rot[i-1])
+			b1, b2 := key(rot[i])
+			tmp[rot[i]] = tmp[rot[i-1]]
+			if a1 != b1 || a2 != b2 {
+				tmp[rot[i]]++
+			}
+		}
+		copy(rank, tmp)
+		if k >= n || rank[rot[n-1]] == n-1 {
+			return
+		}
+	}
 }
 
 // TestInverseBWT: the multi-lane walk gives the text back, for texts of one
@@ -58,7 +83,7 @@ func sortRotations(rot []int, doubled []byte, n int) {
 func TestInverseBWT(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	var wk walker
-	for _, n := range []int{1, 2, 100, minLaneBlock - 1, minLaneBlock, minLaneBlock + 4097, 200000} {
+	for _, n := range []int{1, 2, 100, minLaneBlock - 1, minLaneBlock, minLaneBlock + 4097, 100000} {
 		for _, k := range []int{1, 2, 4, 256} {
 			tt, orig, text := bwtLinks(r, n, k)
 			out := make([]byte, n)
@@ -133,8 +158,4 @@ func BenchmarkInverseBWT(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/maxBlock, "ns/byte")
 	})
-}
-
-func sortSlice(x []int, less func(a, b int) bool) {
-	sort.Slice(x, func(i, j int) bool { return less(x[i], x[j]) })
 }
