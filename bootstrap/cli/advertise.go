@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 )
 
@@ -114,6 +116,46 @@ func unadvertiseOnExit(g *Globals, a *advertise.Advertiser) {
 		}
 		log.Info("stopping: the node is no longer selected: removed the ready label", "why", why, "label", a.Label.Key)
 	}
+}
+
+// uninstallHandoff is the transient unit that uninstalls the node once its
+// DaemonSet is gone.
+const uninstallHandoff = "gvisor-bootstrap-uninstall.service"
+
+// uninstallIfOwnerRemoved hands the node's uninstall to the host when the pod
+// stops because its DaemonSet was deleted, and reports whether it did. The host
+// runs it, not this pod: it outlives the pod's grace period, and it leaves the pool
+// with the kubelet's credentials when this pod's token is already refused (the
+// ServiceAccount is deleted with the DaemonSet). It refuses while gVisor pods still
+// run on the node; the node then keeps serving them.
+func uninstallIfOwnerRemoved(g *Globals, f *runFlags) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	log := g.logger()
+	gone, why, err := f.owner.Removed(ctx)
+	switch {
+	case err != nil:
+		log.Warn("stopping: could not tell whether the DaemonSet was deleted, so gVisor stays installed (run `gvisor-bootstrap uninstall` on the node to remove it)", "daemonset", f.owner.String(), "error", err)
+		return false
+	case !gone:
+		return false
+	}
+	// Out of the pool first; with a refused token the host's uninstall does it.
+	if err := f.adv.NotReady(ctx); err != nil {
+		log.Info("stopping: could not remove the ready label with this pod's token; the host's uninstall removes it with the kubelet's", "error", err)
+	}
+	mgr, err := systemd.Connect(ctx, g.Root)
+	if err != nil {
+		log.Error("stopping: "+why+", but the host's systemd is not reachable to uninstall: run `gvisor-bootstrap uninstall` on the node", "error", err)
+		return true
+	}
+	defer mgr.Close()
+	if err := mgr.RunTransient(ctx, uninstallHandoff, "gvisor-bootstrap uninstall: its DaemonSet was deleted", []string{nodepaths.Binary, "uninstall"}); err != nil {
+		log.Error("stopping: "+why+", but starting the uninstall on the host failed: run `gvisor-bootstrap uninstall` on the node", "unit", uninstallHandoff, "error", err)
+		return true
+	}
+	log.Info("stopping: "+why+": the host is uninstalling gVisor from this node (`journalctl -u "+uninstallHandoff+"`)", "node", f.adv.Node)
+	return true
 }
 
 func firstLine(s string) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/owner"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 )
 
@@ -20,6 +21,8 @@ type runFlags struct {
 	advertise         bool
 	kube              kubeFlags
 	adv               *advertise.Advertiser
+	daemonSet         string
+	owner             *owner.DaemonSet
 	interval, resync  time.Duration
 	nodeFlags
 }
@@ -54,6 +57,7 @@ boot.on_failure = "continue".`,
 			fs.DurationVar(&f.resync, "resync", 10*time.Minute, "with --watch, reconcile at least this often even without a change (e.g. 10m)")
 			fs.BoolVar(&f.deep, "deep", false, "re-hash the installed binaries instead of trusting their recorded fingerprint (e.g. --deep)")
 			fs.BoolVar(&f.advertise, "advertise", false, "label this Node (cluster.ready_label) after a run verified runsc through the CRI and remove cluster.startup_taint; remove the label when a run fails (the DaemonSet: run --watch --advertise)")
+			fs.StringVar(&f.daemonSet, "uninstall-with-daemonset", "", "with --watch --advertise, the DaemonSet (namespace/name) running this pod: when the pod stops because that DaemonSet was deleted (not a rollout), the host's systemd runs `gvisor-bootstrap uninstall` (the DaemonSet: kube-system/gvisor-bootstrap)")
 			f.kube.register(fs)
 			f.nodeFlags.register(fs)
 			return func(g *Globals) error {
@@ -73,6 +77,17 @@ boot.on_failure = "continue".`,
 					return ExitUsage, err
 				}
 				f.adv = a
+			}
+			if f.daemonSet != "" {
+				ns, name, err := owner.Parse(f.daemonSet)
+				if err != nil {
+					return ExitUsage, usageErrorf("--uninstall-with-daemonset: %v", err)
+				}
+				if f.adv == nil || !f.watch {
+					return ExitUsage, usageErrorf("--uninstall-with-daemonset needs --watch and --advertise")
+				}
+				f.owner = &owner.DaemonSet{Client: f.adv.Client, Namespace: ns, Name: name}
+				go f.owner.Watch(ctx)
 			}
 			if f.watch {
 				return runWatch(ctx, g, f)
@@ -183,6 +198,9 @@ func runWatch(ctx context.Context, g *Globals, f *runFlags) (int, error) {
 	for {
 		select {
 		case <-ctx.Done():
+			if f.owner != nil && uninstallIfOwnerRemoved(g, f) {
+				return code, nil
+			}
 			if f.adv != nil {
 				unadvertiseOnExit(g, f.adv)
 			}

@@ -149,7 +149,18 @@ type Delivery struct {
 	// runtimeclass` follows it (or --delivery); `render daemonset` always writes
 	// "daemonset" into the config it ships.
 	Mode string `toml:"mode"`
+	// OnDelete is what deleting the DaemonSet does to its nodes: "uninstall" (the
+	// host uninstalls gVisor, as `gvisor-bootstrap uninstall` would) or "keep"
+	// (gVisor stays installed and repaired by the host's units, e.g. while moving
+	// the pool to a baked image).
+	OnDelete string `toml:"on_delete"`
 }
+
+// What deleting the DaemonSet does (Delivery.OnDelete).
+const (
+	OnDeleteUninstall = "uninstall"
+	OnDeleteKeep      = "keep"
+)
 
 // Delivery modes.
 const (
@@ -200,6 +211,7 @@ func Default() Config {
 			Namespace: "kube-system",
 			Mode:      DeliveryCloudInit,
 			Image:     DefaultImage(),
+			OnDelete:  OnDeleteUninstall,
 		},
 	}
 }
@@ -341,6 +353,11 @@ func (c Config) Validate() error {
 	case DeliveryDaemonSet, DeliveryImage, DeliveryCloudInit:
 	default:
 		errs = append(errs, fmt.Sprintf("delivery.mode %q: want \"daemonset\", \"image\" or \"cloud-init\"", c.Delivery.Mode))
+	}
+	switch c.Delivery.OnDelete {
+	case OnDeleteUninstall, OnDeleteKeep:
+	default:
+		errs = append(errs, fmt.Sprintf("delivery.on_delete %q: want \"uninstall\" or \"keep\"", c.Delivery.OnDelete))
 	}
 	if k, v, ok := strings.Cut(c.Cluster.ReadyLabel, "="); !ok || k == "" || v == "" || strings.ContainsAny(v, "=:, ") {
 		errs = append(errs, fmt.Sprintf("cluster.ready_label %q: want key=value, e.g. %s", c.Cluster.ReadyLabel, DefaultReadyLabel))

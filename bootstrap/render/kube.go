@@ -79,6 +79,9 @@ type daemonSetData struct {
 	Advertise              advertising
 	ServiceAccount         string
 	TokenDir               string
+	// UninstallOnDelete: the pod watches its DaemonSet and, once it is deleted,
+	// has the host uninstall the node.
+	UninstallOnDelete bool
 }
 
 // advertising is what the DaemonSet may change on its Node.
@@ -172,5 +175,6 @@ func DaemonSet(cfg config.Config) ([]byte, error) {
 		ConfigPath: config.DefaultPath, ClusterConfig: ClusterConfigDir + "/config.toml", ClusterConfigDir: ClusterConfigDir,
 		Binary: units.BinaryPath, HostPrefix: HostPrefix, Layout: Layout(cfg), Pool: p,
 		Advertise: ad, ServiceAccount: DaemonSetName, TokenDir: TokenDir,
+		UninstallOnDelete: d.OnDelete == config.OnDeleteUninstall,
 	})
 }

@@ -144,6 +144,9 @@ type rbacObjects struct {
 	binding rbacv1.ClusterRoleBinding
 	vap     admissionv1.ValidatingAdmissionPolicy
 	vapb    admissionv1.ValidatingAdmissionPolicyBinding
+	// dsRole and dsBinding: reading its own DaemonSet (delivery.on_delete = "uninstall")
+	dsRole    rbacv1.Role
+	dsBinding rbacv1.RoleBinding
 }
 
 func decodeAll(t *testing.T, out []byte) (corev1.ConfigMap, appsv1.DaemonSet, rbacObjects) {
@@ -152,7 +155,8 @@ func decodeAll(t *testing.T, out []byte) (corev1.ConfigMap, appsv1.DaemonSet, rb
 	var ds appsv1.DaemonSet
 	var r rbacObjects
 	kinds := map[string]any{"ConfigMap": &cm, "DaemonSet": &ds, "ServiceAccount": &r.sa, "ClusterRole": &r.role,
-		"ClusterRoleBinding": &r.binding, "ValidatingAdmissionPolicy": &r.vap, "ValidatingAdmissionPolicyBinding": &r.vapb}
+		"ClusterRoleBinding": &r.binding, "ValidatingAdmissionPolicy": &r.vap, "ValidatingAdmissionPolicyBinding": &r.vapb,
+		"Role": &r.dsRole, "RoleBinding": &r.dsBinding}
 	seen := map[string]bool{}
 	for _, doc := range splitDocs(out) {
 		var meta struct{ Kind string }
@@ -168,8 +172,12 @@ func decodeAll(t *testing.T, out []byte) (corev1.ConfigMap, appsv1.DaemonSet, rb
 			t.Fatalf("%s strict decode: %v\n%s", meta.Kind, err, doc)
 		}
 	}
-	if len(seen) != len(kinds) {
-		t.Fatalf("documents %v, want %d kinds", seen, len(kinds))
+	want := len(kinds)
+	if !seen["Role"] && !seen["RoleBinding"] {
+		want -= 2 // delivery.on_delete = "keep"
+	}
+	if len(seen) != want {
+		t.Fatalf("documents %v, want %d kinds", seen, want)
 	}
 	return cm, ds, r
 }
@@ -226,8 +234,41 @@ func TestDaemonSetLeastPrivilege(t *testing.T) {
 		}
 	}
 	main := spec.Containers[0]
+	// Its own DaemonSet, read-only, by name: to tell a deletion from a rollout.
+	if rr := r.dsRole.Rules; r.dsRole.Namespace != cfg.Delivery.Namespace || len(rr) != 1 || strings.Join(rr[0].APIGroups, ",") != "apps" ||
+		strings.Join(rr[0].Resources, ",") != "daemonsets" || strings.Join(rr[0].ResourceNames, ",") != ds.Name || strings.Join(rr[0].Verbs, ",") != "get,list,watch" {
+		t.Errorf("Role %s/%s rules %+v, want get/list/watch on daemonsets/%s only", r.dsRole.Namespace, r.dsRole.Name, rr, ds.Name)
+	}
+	if b := r.dsBinding; b.Namespace != cfg.Delivery.Namespace || b.RoleRef.Kind != "Role" || b.RoleRef.Name != r.dsRole.Name || len(b.Subjects) != 1 || b.Subjects[0].Name != r.sa.Name {
+		t.Errorf("RoleBinding %+v", b)
+	}
+	if cmd := strings.Join(main.Command, " "); !strings.HasSuffix(cmd, "--uninstall-with-daemonset "+cfg.Delivery.Namespace+"/"+ds.Name) {
+		t.Errorf("reconcile command %q does not name its DaemonSet", cmd)
+	}
 	if len(main.Env) != 1 || main.Env[0].Name != "NODE_NAME" || main.Env[0].ValueFrom == nil || main.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
 		t.Errorf("NODE_NAME from the downward API: %+v", main.Env)
+	}
+}
+
+// With delivery.on_delete = "keep", deleting the DaemonSet leaves its nodes alone:
+// no watch on it, and no right to read it.
+func TestDaemonSetOnDeleteKeep(t *testing.T) {
+	cfg := config.Default()
+	cfg.Delivery.OnDelete = config.OnDeleteKeep
+	out, err := DaemonSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ds, r := decodeAll(t, out)
+	if r.dsRole.Name != "" || r.dsBinding.Name != "" {
+		t.Errorf("on_delete = keep rendered a Role %q / RoleBinding %q", r.dsRole.Name, r.dsBinding.Name)
+	}
+	if cmd := strings.Join(ds.Spec.Template.Spec.Containers[0].Command, " "); strings.Contains(cmd, "--uninstall-with-daemonset") {
+		t.Errorf("on_delete = keep: reconcile command %q", cmd)
+	}
+	cfg.Delivery.OnDelete = "purge"
+	if _, err := DaemonSet(cfg); err == nil || !strings.Contains(err.Error(), "delivery.on_delete") {
+		t.Errorf("on_delete = purge: %v", err)
 	}
 }
 
@@ -342,7 +383,7 @@ func TestDaemonSetDecodesStrictly(t *testing.T) {
 				t.Fatalf("%d containers", len(spec.Containers))
 			}
 			main := spec.Containers[0]
-			if got := strings.Join(main.Command, " "); got != "/usr/local/bin/gvisor-bootstrap run --root /host --watch --advertise" {
+			if got, want := strings.Join(main.Command, " "), "/usr/local/bin/gvisor-bootstrap run --root /host --watch --advertise --uninstall-with-daemonset "+cfg.Delivery.Namespace+"/gvisor-bootstrap"; got != want {
 				t.Errorf("main command %q", got)
 			}
 			if p := main.ReadinessProbe; p == nil || p.Exec == nil || strings.Join(p.Exec.Command, " ") != "/usr/local/bin/gvisor-bootstrap verify --root /host" {

@@ -16,6 +16,8 @@ type Fake struct {
 	Reloads   int
 	Stops     []string
 	Starts    []string
+	// Transient lists RunTransient's calls: the unit, then argv.
+	Transient [][]string
 	OnRestart func(unit string) error
 }
 
@@ -78,6 +80,14 @@ func (f *Fake) Reload(context.Context) error {
 	f.mu.Lock()
 	f.Reloads++
 	f.mu.Unlock()
+	return nil
+}
+
+func (f *Fake) RunTransient(_ context.Context, unit, _ string, argv []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Transient = append(f.Transient, append([]string{unit}, argv...))
+	f.States[unit] = "active"
 	return nil
 }
 

@@ -31,6 +31,10 @@ type Manager interface {
 	Stop(ctx context.Context, unit string) error
 	// Reload is `systemctl daemon-reload`.
 	Reload(ctx context.Context) error
+	// RunTransient starts argv as a transient service named unit (`systemd-run
+	// --unit`) and waits until it has started, not until it ends: the work then
+	// belongs to the host and outlives the caller (a pod being deleted).
+	RunTransient(ctx context.Context, unit, description string, argv []string) error
 	Close()
 }
 
@@ -125,6 +129,17 @@ func (m *dbusManager) Reload(ctx context.Context) error {
 		return fmt.Errorf("systemd daemon-reload over D-Bus: %w", err)
 	}
 	return nil
+}
+
+func (m *dbusManager) RunTransient(ctx context.Context, unit, description string, argv []string) error {
+	props := []sdbus.Property{
+		sdbus.PropDescription(description),
+		sdbus.PropType("exec"), // the job is done once the binary runs
+		sdbus.PropExecStart(argv, true),
+	}
+	return job(ctx, "start transient", unit, func(ctx context.Context, unit, mode string, done chan<- string) (int, error) {
+		return m.conn.StartTransientUnitContext(ctx, unit, mode, props, done)
+	})
 }
 
 func (m *dbusManager) Close() { m.conn.Close() }
