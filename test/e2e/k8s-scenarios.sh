@@ -598,11 +598,12 @@ E2E_NET=1" "" "$d/kubelet")"
   # The cluster's service network for the kubernetes Service, as kube-proxy programs it
   # (this cluster has no kube-proxy; the apiserver is 10.0.2.100:6443 through guestfwd), and
   # the image, as a registry would deliver it.
-  ctl "$node" "set -e
+  local svcnet="set -e
 sysctl -qw net.ipv4.ip_forward=1
 iptables -t nat -A PREROUTING -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination $SERVER_IP:$K8S_GUEST_PORT
 iptables -t nat -A OUTPUT -d 10.96.0.1/32 -p tcp --dport 443 -j DNAT --to-destination $SERVER_IP:$K8S_GUEST_PORT
-iptables -t nat -A POSTROUTING -s 10.244.0.0/24 ! -d 10.244.0.0/24 -j MASQUERADE
+iptables -t nat -A POSTROUTING -s 10.244.0.0/24 ! -d 10.244.0.0/24 -j MASQUERADE"
+  ctl "$node" "$svcnet
 curl -fsS -o /run/e2e/gvb-image.tar http://$SERVER_IP/images/gvisor-bootstrap-image.tar
 ctr -n k8s.io images import --platform linux/amd64 /run/e2e/gvb-image.tar
 rm -f /run/e2e/gvb-image.tar
@@ -654,8 +655,130 @@ ctr -n k8s.io images ls -q | grep gvisor-bootstrap"; n=$CTL_N
     note $s "policy: refused another label, another Node, a taint, an annotation (each by the ValidatingAdmissionPolicy); RBAC: no pods"
   else note $s "policy: only these were refused:$denied (want other-label other-node taint annotation pods; last error: ${e:0:200})"; ok=1; fi
   restarts_of $s "$node"
+  ds_reboot $s "$node" "$ns" "$seed" "$svcnet" || ok=1
+  ds_delete $s "$node" "$ns" || ok=1
   ds_finish
   ((ok == 0))
+}
+
+# new_boot_status WATCHFILE BOOTID: a Node status from another boot than BOOTID was seen
+new_boot_status() { grep -v "^$2 " "$1" | grep -q '^[0-9a-f-]\{36\} '; }
+# running_anew NS POD CONTAINERID: the pod is Running and ready in another container
+running_anew() {
+  local v; v="$(kc -n "$1" get pod "$2" -o jsonpath='{.status.phase}/{.status.containerStatuses[0].ready}/{.status.containerStatuses[0].containerID}')"
+  [[ "$v" == Running/true/* && "$v" != "Running/true/$3" ]]
+}
+
+# ds_reboot S NODE NS SEED SVCNET: a gVisor pod runs; the node reboots. The DaemonSet put the
+# boot unit and the kubelet gate on the host, so kubelet starts only once runsc is served:
+# the first Node status of the new boot (new nodeInfo.bootID) already lists runsc, and the
+# pod runs again (a new container, in a new gVisor sandbox) with no FailedCreatePodSandBox.
+ds_reboot() {
+  local s="$1" node="$2" ns="$3" seed="$4" svcnet="$5" ok=0 boot0 id0 id1 w first n t0 wpid f
+  sleeper_pod "$ns" gvisor-sleeper $DS_CLASS
+  wait_until "pod gvisor-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" gvisor-sleeper \
+    || { why_pod "$ns" gvisor-sleeper "$node"; note $s "reboot: the gVisor pod never ran"; return 1; }
+  id0="$(ctr_id "$ns" gvisor-sleeper)"; boot0="$(kc get node "$node" -o jsonpath='{.status.nodeInfo.bootID}')"
+  # every update of the Node, in order: the first one of the new boot is what kubelet
+  # posts when it starts
+  w="$RUN_DIR/$node.node-watch"
+  "$BIN/kubectl" --kubeconfig "$K8S_DIR/admin.kubeconfig" get node "$node" -w \
+    -o jsonpath='{.status.nodeInfo.bootID} {range .status.runtimeHandlers[*]}{.name},{end}{"\n"}' >"$w" 2>&1 &
+  wpid=$!
+  ctl "$node" "systemctl reboot"
+  vm_wait_off "$node" 600 || { kill $wpid 2>/dev/null; note $s "reboot: the node did not go down"; return 1; }
+  t0=$SECONDS
+  vm_start "$node" "$RUN_DIR/$node.qcow2" "$seed"
+  # the service network is not persistent: program it again, as kube-proxy would
+  ctl "$node" "$svcnet"; n=$CTL_N
+  wait_until "$node's first status of the new boot" "$K8S_NODE_TIMEOUT" "$LOGS/$node.serial.log" new_boot_status "$w" "$boot0" \
+    || { kill $wpid 2>/dev/null; note $s "reboot: kubelet never reported the new boot"; return 1; }
+  first="$(grep -v "^$boot0 " "$w" | grep '^[0-9a-f-]\{36\} ' | head -n 1)"
+  note $s "reboot: kubelet's first status of the new boot ($((SECONDS - t0))s after power-on) lists handlers [${first#* }]"
+  [[ ",${first#* }" == *",runsc,"* ]] || { note $s "reboot: kubelet started before runsc was served (the gate did not hold it)"; ok=1; }
+  wait_until "pod gvisor-sleeper running again" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" running_anew "$ns" gvisor-sleeper "$id0" \
+    || { why_pod "$ns" gvisor-sleeper "$node"; ok=1; }
+  kill $wpid 2>/dev/null
+  id1="$(ctr_id "$ns" gvisor-sleeper)"
+  ctl_wait "$node" "$n" 300 || true
+  facts "$node" "systemctl show kubelet.service -p ExecStartPre --value | grep -o 'argv\[\]=[^;]*;[^}]*status=[^ ;}]*' | sed 's/;.*status=/ status=/; s/^/gate=/'" || return 1
+  note $s "reboot: node side: kubelet's ExecStartPre $(fact "$node" gate | grep -- --gate | head -n 1 | tr -s ' ')"
+  if [[ "$id1" != "$id0" ]] && pod_running "$ns" gvisor-sleeper && fact "$node" sandbox-exe | grep -q '/gvisor\.'; then
+    note $s "reboot: the gVisor pod runs again (container ${id0: -12} -> ${id1: -12}, sandbox exe $(fact "$node" sandbox-exe | head -n 1))"
+  else note $s "reboot: the gVisor pod does not run again in gVisor: $(pod_phase "$ns" gvisor-sleeper) ${id1: -12}, sandboxes: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; fi
+  f="$(sandbox_failures "$ns" gvisor-sleeper)"
+  ((f == 0)) || { note $s "reboot: gvisor-sleeper had $f FailedCreatePodSandBox events"; ok=1; }
+  ready_labelled "$node" || { note $s "reboot: the Node lost its ready label"; ok=1; }
+  return $ok
+}
+
+# ds_delete S NODE NS: `kubectl delete -f` of the rendered manifest, as a user removes it (the
+# ServiceAccount goes first, so the pod's token is refused by the time it is stopped). The
+# DaemonSet's pod, stopped by its DaemonSet's deletion (not a rollout), has the host
+# uninstall: the node leaves the gVisor pool first (the ready label goes before runsc
+# leaves runtimeHandlers), no gVisor pod is scheduled there afterwards, a runc pod keeps
+# running, nothing re-installs runsc (two minutes, including an AKS config rewrite), and
+# containerd is restarted at most once.
+ds_delete() {
+  local s="$1" node="$2" ns="$3" ok=0 rid st0 st1 n t0 tl="" th="" out
+  kc -n "$ns" delete pod gvisor-sleeper --wait=true --timeout=300s >/dev/null 2>&1 || { note $s "delete: gvisor-sleeper did not go away"; ok=1; }
+  kc apply -f - >&2 <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: runc-sleeper, namespace: $ns}
+spec:
+  dnsPolicy: Default
+  automountServiceAccountToken: false
+  nodeSelector: {kubernetes.io/hostname: $node}
+  tolerations: [{key: gvisor, operator: Exists, effect: NoSchedule}]
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: sleeper, image: "docker.io/library/busybox:e2e", imagePullPolicy: Never, command: [/bin/sleep, "2147483647"]}
+EOF
+  wait_until "pod runc-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" runc-sleeper \
+    || { why_pod "$ns" runc-sleeper "$node"; return 1; }
+  rid="$(ctr_id "$ns" runc-sleeper)"
+  facts "$node" || return 1
+  st0="$(fact "$node" starts)"
+  kc delete -f "$K8S_DIR/daemonset.yaml" --wait=false >&2 || { note $s "delete: kubectl delete -f refused"; return 1; }
+  t0=$SECONDS
+  while ((SECONDS - t0 < 600)); do
+    [[ -z "$tl" ]] && ! ready_labelled "$node" && tl=$((SECONDS - t0))
+    [[ -z "$th" ]] && lacks_handler "$node" runsc && th=$((SECONDS - t0))
+    [[ -n "$tl" && -n "$th" ]] && break
+    sleep 1
+  done
+  note $s "delete: after kubectl delete -f, the ready label was gone at t=${tl:-never}s, runsc gone from runtimeHandlers at t=${th:-never}s"
+  [[ -n "$tl" ]] || { note $s "delete: the Node is still labelled $DS_LABEL"; ok=1; }
+  [[ -n "$th" ]] || { note $s "delete: runsc still in runtimeHandlers"; ok=1; }
+  if [[ -n "$tl" && -n "$th" ]] && ((tl > th)); then note $s "delete: runsc left before the label: the node was advertised without serving it"; ok=1; fi
+  probe_pod "$ns" gvisor-after $DS_CLASS
+  wait_until "pod gvisor-after unschedulable" 120 "$LOGS/k8s-scheduler.log" pod_unschedulable "$ns" gvisor-after || true
+  if [[ -n "$(pod_node "$ns" gvisor-after)" ]]; then note $s "delete: a new gVisor pod was scheduled to the node"; ok=1
+  else note $s "delete: no gVisor pod scheduled there afterwards"; fi
+  ctl "$node" "systemctl show gvisor-bootstrap-uninstall.service -p ActiveState -p Result -p ExecMainStatus | tr '\n' ' '; echo
+journalctl -b -u gvisor-bootstrap-uninstall.service -o cat | tail -n 6
+$AKS_REWRITE
+echo units=\$(systemctl list-unit-files --no-legend 'gvisor-bootstrap*' | wc -l)"; n=$CTL_N
+  ctl_wait "$node" "$n" 600 || ok=1
+  out="$(ctl_out "$node" "$n")"
+  note $s "delete: the host's uninstall unit: $(head -n 1 <<<"$out" | cut -c1-160)"
+  [[ "$(sed -n 's/^units=//p' <<<"$out")" == 0 ]] || { note $s "delete: gvisor-bootstrap units left on the node"; ok=1; }
+  sleep 120
+  facts "$node" || return 1
+  st1="$(fact "$node" starts)"
+  if [[ "$(fact "$node" runsc-binary)" == none && "$(fact "$node" runsc-in-config)" == 0 ]]; then
+    note $s "delete: two minutes after a config rewrite: no runsc binary, no runsc in config.toml, no units"
+  else note $s "delete: runsc came back: binary $(fact "$node" runsc-binary), config mentions $(fact "$node" runsc-in-config)"; ok=1; fi
+  has_handler "$node" runsc && { note $s "delete: runsc advertised again"; ok=1; }
+  if [[ "$st0" =~ ^[0-9]+$ && "$st1" =~ ^[0-9]+$ ]]; then
+    # the rewrite step restarts containerd itself once: count only the uninstall's
+    if ((st1 - st0 - 1 <= 1)); then note $s "delete: containerd restarted $((st1 - st0 - 1)) time(s) by the uninstall"
+    else note $s "delete: containerd restarted $((st1 - st0 - 1)) times by the uninstall"; ok=1; fi
+  fi
+  if pod_running "$ns" runc-sleeper && [[ "$(ctr_id "$ns" runc-sleeper)" == "$rid" ]]; then note $s "delete: the runc pod kept running"
+  else note $s "delete: the runc pod did not survive: $(pod_phase "$ns" runc-sleeper)"; ok=1; fi
+  return $ok
 }
 
 # k8s_show NS: what `make demo` shows (the API's view of the cluster, and the pod's output)
