@@ -244,6 +244,7 @@ k8s_join() {
   seed="$(seed_tar "$node" "E2E_SCENARIO=$s
 E2E_NET=1" "$ud" "$d/kubelet")"
   K8S_HTTPD_MARK="$(httpd_mark)"
+  K8S_SEED[$node]="$seed"
   vm_start "$node" "$(overlay "$node" "$raw")" "$seed"
   watch_registration "$node" "$K8S_NODE_TIMEOUT" || { note "$s" "Node $node never registered with runtime handlers"; return 1; }
   R_SAW[$s]="$K8S_FIRST_HANDLERS"
@@ -258,6 +259,38 @@ E2E_NET=1" "$ud" "$d/kubelet")"
     || why_pod "$ns" runc-probe "$node"
   check_runc_pod "$s" "$ns" runc-probe "$node" || K8S_FAILS=$((K8S_FAILS + 1))
   return 0
+}
+
+declare -A K8S_SEED=()
+
+# new_boot_status WATCHFILE BOOTID: a Node status from another boot than BOOTID was seen
+new_boot_status() { grep -v "^$2 " "$1" | grep -q '^[0-9a-f-]\{36\} '; }
+
+# reboot_node S NODE [AFTER_BOOT]: reboots NODE (its disk and seed again; AFTER_BOOT is a ctl
+# step published at power-on) and waits for kubelet's first Node status of the new boot (a
+# new nodeInfo.bootID, seen through a watch on the Node, so no update is missed). Sets
+# REBOOT_HANDLERS to that status's runtimeHandlers ("runc,runsc,"): a kubelet that started
+# before runsc was served would not list it there.
+reboot_node() {
+  local s="$1" node="$2" after="${3:-}" boot0 w wpid t0 first
+  REBOOT_HANDLERS=""
+  boot0="$(kc get node "$node" -o jsonpath='{.status.nodeInfo.bootID}')"
+  w="$RUN_DIR/$node.node-watch"
+  "$BIN/kubectl" --kubeconfig "$K8S_DIR/admin.kubeconfig" get node "$node" -w \
+    -o jsonpath='{.status.nodeInfo.bootID} {range .status.runtimeHandlers[*]}{.name},{end}{"\n"}' >"$w" 2>&1 &
+  wpid=$!
+  ctl "$node" "systemctl reboot"
+  vm_wait_off "$node" 600 || { kill $wpid 2>/dev/null; note "$s" "reboot: the node did not go down"; return 1; }
+  t0=$SECONDS
+  vm_start "$node" "$RUN_DIR/$node.qcow2" "${K8S_SEED[$node]}"
+  [[ -n "$after" ]] && ctl "$node" "$after"
+  wait_until "$node's first status of the new boot" "$K8S_NODE_TIMEOUT" "$LOGS/$node.serial.log" new_boot_status "$w" "$boot0" \
+    || { kill $wpid 2>/dev/null; note "$s" "reboot: kubelet never reported the new boot"; return 1; }
+  kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
+  first="$(grep -v "^$boot0 " "$w" | grep '^[0-9a-f-]\{36\} ' | head -n 1)"
+  REBOOT_HANDLERS="${first#* }"
+  note "$s" "reboot: kubelet's first status of the new boot ($((SECONDS - t0))s after power-on) lists handlers [$REBOOT_HANDLERS]"
+  [[ ",$REBOOT_HANDLERS" == *",runsc,"* ]] || { note "$s" "reboot: kubelet started before runsc was served (the gate did not hold it)"; return 1; }
 }
 
 # restarts_of S NODE: containerd's restarts this boot into R_RESTARTS (node-side count)
@@ -310,6 +343,20 @@ scenario_k8s-baked() {
   ok=$K8S_FAILS
   restarts_of $s "$node"
   [[ "${R_RESTARTS[$s]}" == 0 ]] || { note $s "containerd restarted ${R_RESTARTS[$s]} times (want 0; node-side count)"; ok=1; }
+  # The second boot (stand-in scenario 4, here with the real kubelet): runsc is served when
+  # kubelet starts, containerd starts once, nothing of the node's config is written (but
+  # /etc/default/kubelet: the provisioning stand-in writes it on every boot, as AKS's CSE
+  # does), and a gVisor pod runs.
+  reboot_node $s "$node" || ok=1
+  facts "$node" "echo \"writes=\$(find /etc/containerd /etc/gvisor-bootstrap /usr/local/bin /etc/systemd/system /etc/default -xdev \\( -type f -o -type l \\) -newermt @\$(awk '/^btime/{print \$2}' /proc/stat) ! -path /etc/default/kubelet 2>/dev/null | sort | tr '\\n' ' ')\"" \
+    || { finish_node $s "$node"; return 1; }
+  local w; w="$(fact "$node" writes | tr -s ' ' | sed 's/ $//')"
+  if [[ "$(fact "$node" starts)" == 1 && -z "$w" ]]; then note $s "second boot: containerd started once, no file written under /etc/containerd, /etc/gvisor-bootstrap, /usr/local/bin, /etc/systemd/system, /etc/default"
+  else note $s "second boot: containerd started $(fact "$node" starts) times; files written: ${w:-none}"; ok=1; fi
+  probe_pod "$ns" gvisor-second-boot gvisor
+  wait_until "pod gvisor-second-boot to finish" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_done "$ns" gvisor-second-boot \
+    || why_pod "$ns" gvisor-second-boot "$node"
+  check_gvisor_pod $s "$ns" gvisor-second-boot "$node" || ok=1
   finish_node $s "$node"
   ((ok == 0))
 }
@@ -586,6 +633,7 @@ EOF
   node_seed "$node" "$d" "gvisor=enabled" "gvisor=enabled:NoSchedule"
   seed="$(seed_tar "$node" "E2E_SCENARIO=$s
 E2E_NET=1" "" "$d/kubelet")"
+  K8S_SEED[$node]="$seed"
   vm_start "$node" "$(overlay "$node" "$IMAGES/k8s.raw")" "$seed"
   watch_registration "$node" "$K8S_NODE_TIMEOUT" || { note $s "Node $node never registered"; ds_finish; return 1; }
   R_SAW[$s]="$K8S_FIRST_HANDLERS"
@@ -655,52 +703,34 @@ ctr -n k8s.io images ls -q | grep gvisor-bootstrap"; n=$CTL_N
     note $s "policy: refused another label, another Node, a taint, an annotation (each by the ValidatingAdmissionPolicy); RBAC: no pods"
   else note $s "policy: only these were refused:$denied (want other-label other-node taint annotation pods; last error: ${e:0:200})"; ok=1; fi
   restarts_of $s "$node"
-  ds_reboot $s "$node" "$ns" "$seed" "$svcnet" || ok=1
+  ds_reboot $s "$node" "$ns" "$svcnet" || ok=1
   ds_delete $s "$node" "$ns" || ok=1
   ds_finish
   ((ok == 0))
 }
 
-# new_boot_status WATCHFILE BOOTID: a Node status from another boot than BOOTID was seen
-new_boot_status() { grep -v "^$2 " "$1" | grep -q '^[0-9a-f-]\{36\} '; }
 # running_anew NS POD CONTAINERID: the pod is Running and ready in another container
 running_anew() {
   local v; v="$(kc -n "$1" get pod "$2" -o jsonpath='{.status.phase}/{.status.containerStatuses[0].ready}/{.status.containerStatuses[0].containerID}')"
   [[ "$v" == Running/true/* && "$v" != "Running/true/$3" ]]
 }
 
-# ds_reboot S NODE NS SEED SVCNET: a gVisor pod runs; the node reboots. The DaemonSet put the
+# ds_reboot S NODE NS SVCNET: a gVisor pod runs; the node reboots. The DaemonSet put the
 # boot unit and the kubelet gate on the host, so kubelet starts only once runsc is served:
 # the first Node status of the new boot (new nodeInfo.bootID) already lists runsc, and the
 # pod runs again (a new container, in a new gVisor sandbox) with no FailedCreatePodSandBox.
 ds_reboot() {
-  local s="$1" node="$2" ns="$3" seed="$4" svcnet="$5" ok=0 boot0 id0 id1 w first n t0 wpid f
+  local s="$1" node="$2" ns="$3" svcnet="$4" ok=0 id0 id1 f
   sleeper_pod "$ns" gvisor-sleeper $DS_CLASS
   wait_until "pod gvisor-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" gvisor-sleeper \
     || { why_pod "$ns" gvisor-sleeper "$node"; note $s "reboot: the gVisor pod never ran"; return 1; }
-  id0="$(ctr_id "$ns" gvisor-sleeper)"; boot0="$(kc get node "$node" -o jsonpath='{.status.nodeInfo.bootID}')"
-  # every update of the Node, in order: the first one of the new boot is what kubelet
-  # posts when it starts
-  w="$RUN_DIR/$node.node-watch"
-  "$BIN/kubectl" --kubeconfig "$K8S_DIR/admin.kubeconfig" get node "$node" -w \
-    -o jsonpath='{.status.nodeInfo.bootID} {range .status.runtimeHandlers[*]}{.name},{end}{"\n"}' >"$w" 2>&1 &
-  wpid=$!
-  ctl "$node" "systemctl reboot"
-  vm_wait_off "$node" 600 || { kill $wpid 2>/dev/null; note $s "reboot: the node did not go down"; return 1; }
-  t0=$SECONDS
-  vm_start "$node" "$RUN_DIR/$node.qcow2" "$seed"
-  # the service network is not persistent: program it again, as kube-proxy would
-  ctl "$node" "$svcnet"; n=$CTL_N
-  wait_until "$node's first status of the new boot" "$K8S_NODE_TIMEOUT" "$LOGS/$node.serial.log" new_boot_status "$w" "$boot0" \
-    || { kill $wpid 2>/dev/null; note $s "reboot: kubelet never reported the new boot"; return 1; }
-  first="$(grep -v "^$boot0 " "$w" | grep '^[0-9a-f-]\{36\} ' | head -n 1)"
-  note $s "reboot: kubelet's first status of the new boot ($((SECONDS - t0))s after power-on) lists handlers [${first#* }]"
-  [[ ",${first#* }" == *",runsc,"* ]] || { note $s "reboot: kubelet started before runsc was served (the gate did not hold it)"; ok=1; }
+  id0="$(ctr_id "$ns" gvisor-sleeper)"
+  # the service network is not persistent: program it again at power-on, as kube-proxy would
+  reboot_node $s "$node" "$svcnet" || ok=1
+  [[ "$REBOOT_HANDLERS" == "" ]] && return 1
   wait_until "pod gvisor-sleeper running again" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" running_anew "$ns" gvisor-sleeper "$id0" \
     || { why_pod "$ns" gvisor-sleeper "$node"; ok=1; }
-  kill $wpid 2>/dev/null
   id1="$(ctr_id "$ns" gvisor-sleeper)"
-  ctl_wait "$node" "$n" 300 || true
   facts "$node" "systemctl show kubelet.service -p ExecStartPre --value | grep -o 'argv\[\]=[^;]*;[^}]*status=[^ ;}]*' | sed 's/;.*status=/ status=/; s/^/gate=/'" || return 1
   note $s "reboot: node side: kubelet's ExecStartPre $(fact "$node" gate | grep -- --gate | head -n 1 | tr -s ' ')"
   if [[ "$id1" != "$id0" ]] && pod_running "$ns" gvisor-sleeper && fact "$node" sandbox-exe | grep -q '/gvisor\.'; then
