@@ -203,14 +203,16 @@ watch_registration() {
   return 1
 }
 
-# containerd_starts NODE: containerd's start count this boot (node-side fact; the API does not
-# show it), through a ctl step.
+# containerd_starts NODE: containerd's start count this boot into CONTAINERD_STARTS (node-side
+# fact; the API does not show it), through a ctl step. Not for $(...): a step published in a
+# subshell is not counted in CTL_NEXT, and the next step would overwrite it.
 containerd_starts() {
   local node="$1" n
+  CONTAINERD_STARTS=""
   ctl "$node" "echo starts=\$(journalctl -b -u containerd.service -o cat | grep -c '^Started containerd')"
   n=$CTL_N
   ctl_wait "$node" "$n" 120 || return 1
-  ctl_out "$node" "$n" | sed -n 's/^starts=//p' | tail -1
+  CONTAINERD_STARTS="$(ctl_out "$node" "$n" | sed -n 's/^starts=//p' | tail -1)"
 }
 
 # finish_node S NODE: stop the VM and remove its Node (its pods go with the namespace)
@@ -295,7 +297,7 @@ reboot_node() {
 
 # restarts_of S NODE: containerd's restarts this boot into R_RESTARTS (node-side count)
 restarts_of() {
-  local st; st="$(containerd_starts "$2")"
+  local st; containerd_starts "$2"; st="$CONTAINERD_STARTS"
   if [[ "$st" =~ ^[0-9]+$ ]]; then R_RESTARTS[$1]=$((st > 0 ? st - 1 : 0)); else R_RESTARTS[$1]='?'; fi
 }
 

@@ -2,7 +2,7 @@
 # End-to-end: boots real Debian nodes in qemu (tcg) and shows a pod running in gVisor through
 # the CRI runtime handler runsc, with bin/gvisor-bootstrap doing the node setup.
 #
-#   test/e2e/run.sh              stand-ins 2, 4, 5, 6 and the k8s-* scenarios, table at the end, non-zero on any failure
+#   test/e2e/run.sh              stand-ins 5, 6 and the k8s-* scenarios, table at the end, non-zero on any failure
 #   test/e2e/run.sh --only 1,2,3,4,5,6   the stand-in scenarios only (make e2e-quick)
 #   test/e2e/run.sh --only 1,4   some scenarios (4 boots scenario 2's disk, so it runs 2 first)
 #   test/e2e/run.sh --only 0     harness self-test: runsc installed by hand, no product
@@ -45,7 +45,7 @@ done
 
 if ((DEMO)); then scenarios=(k8s-scale-out)
 elif [[ -n "$ONLY" ]]; then IFS=, read -ra scenarios <<<"$ONLY"
-else scenarios=(2 4 5 6 "${K8S_DEFAULT[@]}"); fi  # 1 and 3: superseded by k8s-scale-out, k8s-reimage (make e2e-quick runs 1-6)
+else scenarios=(5 6 "${K8S_DEFAULT[@]}"); fi  # 1-4: superseded by k8s-scale-out, k8s-baked (its reboot is 4), k8s-reimage (make e2e-quick runs 1-6)
 # scenario 4 is the second boot of scenario 2's disk
 if [[ " ${scenarios[*]} " == *" 4 "* && " ${scenarios[*]} " != *" 2 "* ]]; then
   scenarios=(2 "${scenarios[@]}")
