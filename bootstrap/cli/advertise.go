@@ -12,8 +12,8 @@ import (
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/advertise"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/nodepaths"
-	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/systemd"
 )
 
 // kubeFlags say how to reach the Kubernetes API and which Node is this one.

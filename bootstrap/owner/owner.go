@@ -92,7 +92,10 @@ func (d *DaemonSet) watchOnce(ctx context.Context) bool {
 			}
 			switch ev.Type {
 			case watch.Deleted:
+				// Then list again: one created anew under the same name is a
+				// redeployment.
 				d.set("the DaemonSet " + d.String() + " was deleted")
+				return true
 			case watch.Added, watch.Modified:
 				if ds, ok := ev.Object.(*appsv1.DaemonSet); ok {
 					d.observe(ds)

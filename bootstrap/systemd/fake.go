@@ -10,12 +10,12 @@ import (
 // restart (for example to restart a real containerd process behind the seam) and
 // its error fails the restart.
 type Fake struct {
-	mu        sync.Mutex
-	States    map[string]string
-	Restarts  map[string]int
-	Reloads   int
-	Stops     []string
-	Starts    []string
+	mu       sync.Mutex
+	States   map[string]string
+	Restarts map[string]int
+	Reloads  int
+	Stops    []string
+	Starts   []string
 	// Transient lists RunTransient's calls: the unit, then argv.
 	Transient [][]string
 	OnRestart func(unit string) error

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -279,6 +280,7 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 
 	api := newAPIServer(t, "podsim-node", map[string]string{"gvisor": "enabled"})
 	api.served = n.servedHandlers
+	api.withDaemonSet(cfg.Delivery.Namespace, ds.Name)
 	pod := &Pod{Host: n.host, Rootfs: image(t), ConfigMaps: map[string]map[string]string{cm.Name: cm.Data}, NodeName: "podsim-node",
 		Env: api.env(), Token: api.token, CACert: api.caPEM(), Namespace: cfg.Delivery.Namespace}
 	t.Cleanup(pod.Close)
@@ -384,6 +386,31 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 	}
 	if l := api.labels(); l["gvisor-bootstrap.dev/runsc"] != "" || l["gvisor"] != "disabled" {
 		t.Fatalf("after SIGTERM on an unselected node the labels are %v\n%s", l, p)
+	}
+	const handoff = "StartTransientUnit gvisor-bootstrap-uninstall.service Type=exec /usr/local/bin/gvisor-bootstrap uninstall"
+	if slices.Contains(n.sd.Calls(), handoff) {
+		t.Fatalf("a node that left the pool, its DaemonSet still there, was handed to uninstall: %q", n.sd.Calls())
+	}
+
+	// Back in the pool, then `kubectl delete -f` of the rendered file: the
+	// ServiceAccount goes first (the token is refused from then on), then the
+	// DaemonSet, whose deletion only the pod's open watch still sees; then SIGTERM.
+	// The pod hands the node's uninstall to the host's systemd.
+	api.setLabel("gvisor", "enabled")
+	p = start(t, pod, ds, main, nil)
+	until(t, "the pod labels its Node again", 3*time.Minute, p, func() bool {
+		return api.labels()["gvisor-bootstrap.dev/runsc"] == "ready" && api.watchingDaemonSet()
+	})
+	api.revokeToken()
+	api.deleteDaemonSet()
+	// The pod read the event when it lists again after it (and is refused).
+	until(t, "the pod's watch saw the deletion", time.Minute, p, api.refusedDaemonSetReads)
+	must(t, syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM))
+	if code := p.wait(t, "reconcile after its DaemonSet's deletion", time.Minute); code != 0 && code != 10 {
+		t.Fatalf("reconcile exited %d after SIGTERM\n%s", code, p)
+	}
+	if !slices.Contains(n.sd.Calls(), handoff) {
+		t.Fatalf("after its DaemonSet was deleted the pod did not hand the uninstall to the host: systemd calls %q\n%s", n.sd.Calls(), p)
 	}
 }
 

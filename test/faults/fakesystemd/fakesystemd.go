@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,6 +210,41 @@ func (o managerObj) StartUnit(name, mode string) (dbus.ObjectPath, *dbus.Error) 
 
 func (o managerObj) StopUnit(name, mode string) (dbus.ObjectPath, *dbus.Error) {
 	return o.m.job("StopUnit "+name, name), nil
+}
+
+// transientProp is one entry of StartTransientUnit's a(sv) properties.
+type transientProp struct {
+	Name  string
+	Value dbus.Variant
+}
+
+// StartTransientUnit (systemd-run) is recorded with its Type and ExecStart argv, e.g.
+// "StartTransientUnit x.service Type=exec /usr/local/bin/gvisor-bootstrap uninstall";
+// nothing is run.
+func (o managerObj) StartTransientUnit(name, mode string, props []transientProp, aux []struct {
+	Name  string
+	Props []transientProp
+}) (dbus.ObjectPath, *dbus.Error) {
+	call := "StartTransientUnit " + name
+	for _, p := range props {
+		switch p.Name {
+		case "Type":
+			call += " Type=" + fmt.Sprint(p.Value.Value())
+		case "ExecStart":
+			var execs []struct {
+				Path    string
+				Argv    []string
+				Unclean bool
+			}
+			if err := dbus.Store([]any{p.Value.Value()}, &execs); err != nil {
+				return "", dbus.MakeFailedError(err)
+			}
+			for _, e := range execs {
+				call += " " + strings.Join(e.Argv, " ")
+			}
+		}
+	}
+	return o.m.job(call, name), nil
 }
 
 func (m *Manager) job(call, name string) dbus.ObjectPath {
