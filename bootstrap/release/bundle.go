@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/bz2"
+	"golang.org/x/sys/unix"
 )
 
 // Bounds on what a bundle may unpack to. Today's runsc is ~100 MB and the whole
@@ -210,7 +211,7 @@ func writeUnsynced(p string, r io.Reader, size int64) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := io.Copy(f, r)
+	n, err := io.Copy(&writeback{f: f}, r)
 	if err == nil && size >= 0 && n != size {
 		err = fmt.Errorf("%s: archive entry truncated (%d of %d bytes)", filepath.Base(p), n, size)
 	}
@@ -222,6 +223,27 @@ func writeUnsynced(p string, r io.Reader, size int64) (*os.File, error) {
 		return nil, writeErr(p, err)
 	}
 	return f, nil
+}
+
+// writeback writes to f and starts the disk writes of every few MiB as they
+// are written (sync_file_range, which does not wait for them), so the fsync
+// at the end waits for the last few MiB instead of the whole file.
+type writeback struct {
+	f         *os.File
+	off, sent int64
+}
+
+const writebackEvery = 8 << 20
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.sent >= writebackEvery {
+		// A hint: an error here shows again in the fsync.
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.sent, w.off-w.sent, unix.SYNC_FILE_RANGE_WRITE)
+		w.sent = w.off
+	}
+	return n, err
 }
 
 // syncClose fsyncs and closes a written file.

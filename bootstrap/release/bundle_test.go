@@ -189,3 +189,31 @@ func (c *endsAfter) Err() error {
 	}
 	return nil
 }
+
+// TestExtractBundleLargeFiles: files of many MiB (whose disk writes start as
+// they are written) unpack byte for byte.
+func TestExtractBundleLargeFiles(t *testing.T) {
+	big := make([]byte, 2*writebackEvery+12345)
+	for i := range big {
+		big[i] = byte(i * 7 / 5)
+	}
+	entries := []releasetest.Entry{
+		{Name: "runsc", Type: tar.TypeReg, Data: big},
+		reg("containerd-shim-runsc-v1", "s"),
+	}
+	archive := filepath.Join(t.TempDir(), BundleName)
+	if err := os.WriteFile(archive, releasetest.TarBz2(t, entries), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := extractBundle(archive, dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "runsc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(big) {
+		t.Fatalf("runsc: %d bytes, want %d, or different bytes", len(got), len(big))
+	}
+}
