@@ -315,3 +315,29 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBlock decodes the first block of BZ2_BENCH_FILE over and over on
+// one goroutine: the decoder's own speed, without the pipeline.
+func BenchmarkBlock(b *testing.B) {
+	path := os.Getenv("BZ2_BENCH_FILE")
+	if path == "" {
+		b.Skip("set BZ2_BENCH_FILE to a .bz2 file")
+	}
+	comp, err := os.ReadFile(filepath.Clean(path))
+	if err != nil {
+		b.Fatal(err)
+	}
+	comp = comp[:min(len(comp), maxChunk)]
+	d := newDecoder()
+	out := make([]byte, maxBlock)
+	blk, err := d.decode(comp, 32+48, int64(len(comp))*8, out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(blk.pre)))
+	for b.Loop() {
+		if _, err := d.decode(comp, 32+48, int64(len(comp))*8, out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

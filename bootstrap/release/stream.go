@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -78,6 +80,11 @@ func (e *downloadBroke) Error() string { return "download interrupted: " + e.err
 // only) and nothing is buffered in memory.
 func (f *fetcher) onceUnpacked(ctx context.Context, src, dst string, limit int64, tree string) (digest string, staged map[string]string, ferr *FetchError, uerr error) {
 	fw := newFollower(dst)
+	if lf := openLocal(src, limit); lf != nil {
+		// A local bundle is whole already: unpack it (and hash what is
+		// unpacked) while go-getter copies it, instead of after.
+		fw.local(lf)
+	}
 	first := fw
 	stop := context.AfterFunc(ctx, func() { first.fail(ctx.Err()) })
 	defer stop()
@@ -150,6 +157,31 @@ func newFollower(path string) *follower {
 	fw := &follower{path: path}
 	fw.cond = sync.NewCond(&fw.mu)
 	return fw
+}
+
+// openLocal opens the file a file:// src names when it is a regular file
+// within limit; nil otherwise (go-getter's copy then reports the problem).
+// O_NONBLOCK: opening a FIFO must not wait for a writer.
+func openLocal(src string, limit int64) *os.File {
+	u, err := url.Parse(src)
+	if err != nil || u.Scheme != "file" {
+		return nil
+	}
+	f, err := os.OpenFile(u.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() || st.Size() > limit {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// local makes fw read (and hash) f, a complete file, from its start.
+func (fw *follower) local(f *os.File) {
+	fw.f, fw.h = f, sha512.New()
+	fw.finish(true)
 }
 
 func (fw *follower) grew() {

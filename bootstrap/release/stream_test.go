@@ -3,9 +3,11 @@ package release
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -124,5 +126,46 @@ func TestCorruptBundle(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(e.root.Path(bin + "/" + stagingPrefix + "*")); len(m) != 0 {
 		t.Errorf("staging left behind: %v", m)
+	}
+}
+
+// TestCorruptBundleFromFileURL: from file://, the bundle is unpacked while
+// it is copied, and what is unpacked is what is hashed: a damaged bundle is
+// the checksum mismatch, and nothing is installed or left staged.
+func TestCorruptBundleFromFileURL(t *testing.T) {
+	e := newEnv(t)
+	files := bundleFiles(rel1)
+	files[RunscName] = append(releasetest.Script("runsc", rel1), noise(1<<20, 3)...)
+	good := e.srv.AddBundle(rel1, arch, files)
+	dir := t.TempDir()
+	e.srv.WriteTree(rel1, arch, dir)
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/3] ^= 0x10
+	if err := os.WriteFile(filepath.Join(dir, BundleName), bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := e.installer(rel1)
+	in.Cfg.URL = "file://" + dir
+	_, err := in.Install(context.Background(), false)
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a checksum mismatch", err)
+	}
+	if _, err := os.Lstat(e.root.Path(bin + "/" + RunscName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("runsc installed from a corrupt bundle (%v)", err)
+	}
+	if m, _ := filepath.Glob(e.root.Path(bin + "/" + stagingPrefix + "*")); len(m) != 0 {
+		t.Errorf("staging left behind: %v", m)
+	}
+	// The good bundle then installs (once the failed-download back-off is
+	// cleared, as its message says).
+	if err := os.WriteFile(filepath.Join(dir, BundleName), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(e.root.Path("/run/gvisor-bootstrap/failed-download.json")); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.install(in); res.Layout != LayoutBundle {
+		t.Fatalf("result %+v", res)
 	}
 }
