@@ -502,11 +502,17 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { note $s "the upgrade step did no
     || { why_pod "$ns" gvisor-new "$node"; ok=1; }
   facts "$node" || { note $s "the node did not report"; finish_node $s "$node"; return 1; }
   if fact "$node" sandbox-exe | grep -q "/$cur1/"; then note $s "the new gVisor pod runs on $rel2"; else note $s "no sandbox runs the new release: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; fi
-  # the old release, once unused: what the product does with it
+  # the old release, once unused: the first run after its last process (sandbox, shim)
+  # ended removes it. The node waits (up to 3 minutes) for the processes executing from it
+  # to end, as kubelet stops the pod's sandbox, then runs once.
   kc -n "$ns" delete pod gvisor-old --wait=true --timeout=180s >/dev/null 2>&1 || { note $s "gvisor-old did not go away"; ok=1; }
-  facts "$node" "gvisor-bootstrap run; echo \"run-rc=\$?\"" || { finish_node $s "$node"; return 1; }
-  if fact "$node" dir | grep -qxF "$old"; then note $s "old release dir kept after its last sandbox ended (the product keeps the previous release)"
-  else note $s "old release dir removed once unused"; fi
+  facts "$node" "old_users() { for p in /proc/[0-9]*; do e=\$(readlink \$p/exe 2>/dev/null) && case \"\$e\" in /usr/local/bin/$old/*) echo \"\${p#/proc/}:\$(cat \$p/comm 2>/dev/null):\$e\";; esac; done; }
+i=0; while [ -n \"\$(old_users)\" ] && [ \$i -lt 90 ]; do sleep 2; i=\$((i + 1)); done
+echo \"old-users=\$(old_users | tr '\\n' ' ')\"
+gvisor-bootstrap run; echo \"run-rc=\$?\"" || { finish_node $s "$node"; return 1; }
+  if fact "$node" dir | grep -qxF "$old"; then
+    note $s "old release dir $old kept after its last sandbox ended (processes still executing from it: $(fact "$node" old-users))"; ok=1
+  else note $s "old release dir removed by the first run after its last sandbox ended (run exit $(fact "$node" run-rc))"; fi
   finish_node $s "$node"
   ((ok == 0))
 }
