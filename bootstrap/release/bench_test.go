@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
 )
 
@@ -66,5 +68,50 @@ func BenchmarkExtractBundle(b *testing.B) {
 		}
 		h.Sum(nil)
 		f.Close()
+	}
+}
+
+// BenchmarkInstallNoopWithPreviousInUse is the no-op run while a sandbox still
+// executes from the previous release: the same, plus one scan of the node's
+// /proc (here a procfs of the machine, whatever runs on it) and no write.
+func BenchmarkInstallNoopWithPreviousInUse(b *testing.B) {
+	srv := releasetest.NewServer(b)
+	srv.AddBundle(rel1, arch, bundleFiles(rel1))
+	srv.AddBundle(rel2, arch, bundleFiles(rel2))
+	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncBuffer{}}
+	proctabletest.MountProc(b, e.root.Path("/proc"))
+	for _, r := range []string{rel1, rel2} {
+		in := e.installer(r)
+		in.Log = slog.New(slog.DiscardHandler)
+		if r == rel2 {
+			// A process executing from the old release keeps it.
+			st, _ := LoadState(e.root)
+			sandbox := e.root.Path(st.Dir + "/gvisor-bin/runsc-sandbox")
+			copyExecutable(b, sandbox)
+			cmd := exec.Command(sandbox, "600")
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		}
+		if _, err := in.Install(context.Background(), false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	in := e.installer(rel2)
+	in.Log = slog.New(slog.DiscardHandler)
+	st, _ := LoadState(e.root)
+	if st.Previous == "" {
+		b.Fatal("no previous release kept")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := in.Install(context.Background(), false)
+		if err != nil || res.Changed {
+			b.Fatalf("%+v %v", res, err)
+		}
+	}
+	if now, _ := LoadState(e.root); now.Previous != st.Previous {
+		b.Fatalf("previous %q, want %q", now.Previous, st.Previous)
 	}
 }

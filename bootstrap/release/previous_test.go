@@ -18,7 +18,7 @@ import (
 
 // copyExecutable copies the machine's sleep(1) to p: a stand-in for a sandbox
 // executing from a release directory.
-func copyExecutable(t *testing.T, p string) {
+func copyExecutable(t testing.TB, p string) {
 	t.Helper()
 	src, err := exec.LookPath("sleep")
 	if err != nil {
