@@ -310,10 +310,19 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 		sum += c
 	}
 	tt = tt[:n]
+	// The bytes come in runs (it is a BWT): the next free slot of the
+	// current run's byte stays in k, not in counts.
+	k, last := 0, -1
 	for i := range tt {
-		b := byte(tt[i])
-		tt[counts[b]] |= uint32(i) << 8
-		counts[b]++
+		b := int(byte(tt[i]))
+		if b != last {
+			if last >= 0 {
+				counts[last] = k
+			}
+			last, k = b, counts[b]
+		}
+		tt[k] |= uint32(i) << 8
+		k++
 	}
 	out = out[:n]
 	d.walk.inverseBWT(tt, origPtr, out)
