@@ -265,34 +265,40 @@ E2E_NET=1" "$ud" "$d/kubelet")"
 
 declare -A K8S_SEED=()
 
+stop_watch() { pkill -P "$1" 2>/dev/null; kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; true; }
 # new_boot_status WATCHFILE BOOTID: a Node status from another boot than BOOTID was seen
 new_boot_status() { grep -v "^$2 " "$1" | grep -q '^[0-9a-f-]\{36\} '; }
 
 # reboot_node S NODE [AFTER_BOOT]: reboots NODE (its disk and seed again; AFTER_BOOT is a ctl
 # step published at power-on) and waits for kubelet's first Node status of the new boot (a
 # new nodeInfo.bootID, seen through a watch on the Node, so no update is missed). Sets
-# REBOOT_HANDLERS to that status's runtimeHandlers ("runc,runsc,"): a kubelet that started
+# REBOOT_HANDLERS to that status's runtimeHandlers ("runc runsc"): a kubelet that started
 # before runsc was served would not list it there.
 reboot_node() {
   local s="$1" node="$2" after="${3:-}" boot0 w wpid t0 first
   REBOOT_HANDLERS=""
   boot0="$(kc get node "$node" -o jsonpath='{.status.nodeInfo.bootID}')"
   w="$RUN_DIR/$node.node-watch"
-  "$BIN/kubectl" --kubeconfig "$K8S_DIR/admin.kubeconfig" get node "$node" -w \
-    -o jsonpath='{.status.nodeInfo.bootID} {range .status.runtimeHandlers[*]}{.name},{end}{"\n"}' >"$w" 2>&1 &
+  # (kubectl get -w stops after the first object when the template has a {range}; and a
+  # watch the server ends is opened again)
+  ( while :; do
+      "$BIN/kubectl" --kubeconfig "$K8S_DIR/admin.kubeconfig" get node "$node" -w \
+        -o jsonpath='{.status.nodeInfo.bootID} {.status.runtimeHandlers[*].name}{"\n"}'
+      sleep 1
+    done ) >"$w" 2>&1 &
   wpid=$!
   ctl "$node" "systemctl reboot"
-  vm_wait_off "$node" 600 || { kill $wpid 2>/dev/null; note "$s" "reboot: the node did not go down"; return 1; }
+  vm_wait_off "$node" 600 || { stop_watch $wpid; note "$s" "reboot: the node did not go down"; return 1; }
   t0=$SECONDS
   vm_start "$node" "$RUN_DIR/$node.qcow2" "${K8S_SEED[$node]}"
   [[ -n "$after" ]] && ctl "$node" "$after"
   wait_until "$node's first status of the new boot" "$K8S_NODE_TIMEOUT" "$LOGS/$node.serial.log" new_boot_status "$w" "$boot0" \
-    || { kill $wpid 2>/dev/null; note "$s" "reboot: kubelet never reported the new boot"; return 1; }
-  kill $wpid 2>/dev/null; wait $wpid 2>/dev/null
+    || { stop_watch $wpid; note "$s" "reboot: kubelet never reported the new boot"; return 1; }
+  stop_watch $wpid
   first="$(grep -v "^$boot0 " "$w" | grep '^[0-9a-f-]\{36\} ' | head -n 1)"
-  REBOOT_HANDLERS="${first#* }"
+  REBOOT_HANDLERS="$(tr -s ' ' <<<"${first#* }" | sed 's/^ //')"
   note "$s" "reboot: kubelet's first status of the new boot ($((SECONDS - t0))s after power-on) lists handlers [$REBOOT_HANDLERS]"
-  [[ ",$REBOOT_HANDLERS" == *",runsc,"* ]] || { note "$s" "reboot: kubelet started before runsc was served (the gate did not hold it)"; return 1; }
+  [[ " $REBOOT_HANDLERS " == *" runsc "* ]] || { note "$s" "reboot: kubelet started before runsc was served (the gate did not hold it)"; return 1; }
 }
 
 # restarts_of S NODE: containerd's restarts this boot into R_RESTARTS (node-side count)
