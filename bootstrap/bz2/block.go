@@ -250,7 +250,7 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 		var sym uint16
 		var l uint
 		if e := h.fast[br.acc>>(64-fastBits)]; e != 0 {
-			sym, l = uint16(e>>8), uint(e&0xff)
+			sym, l = e>>4, uint(e&0xf)
 		} else if sym, l = h.slow(uint32(br.acc >> (64 - maxCodeLen))); l == 0 {
 			return blk, corrupt("invalid Huffman code")
 		}

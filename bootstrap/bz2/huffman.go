@@ -13,9 +13,9 @@ const (
 )
 
 type huffman struct {
-	// fast[v] for the next fastBits bits v: symbol<<8 | length, or 0 when the
+	// fast[v] for the next fastBits bits v: symbol<<4 | length, or 0 when the
 	// code is longer than fastBits (or v starts no code).
-	fast [1 << fastBits]uint32
+	fast [1 << fastBits]uint16
 	// limit[l]: one past the largest code of length l, left-aligned to
 	// maxCodeLen bits; base[l]: index in syms of the first code of length l
 	// minus that code's value.
@@ -61,7 +61,7 @@ func (h *huffman) build(lens []uint8) error {
 		if int(l) <= fastBits {
 			lo := c << (fastBits - l)
 			hi := (c + 1) << (fastBits - l)
-			v := uint32(s)<<8 | uint32(l)
+			v := uint16(s)<<4 | uint16(l)
 			for j := lo; j < hi; j++ {
 				h.fast[j] = v
 			}
