@@ -285,14 +285,17 @@ func (d *decoder) decodeBits(br *bitReader, out []byte) (block, error) {
 		}
 		i := int(sym - 1)
 		b := mtf[i]
-		if i < 16 { // most positions are small: no call
-			for k := i; k > 0; k-- {
-				mtf[k] = mtf[k-1]
-			}
+		if i < 16 { // most positions are small: two words, no loop
+			lo := binary.LittleEndian.Uint64(mtf[0:8])
+			hi := binary.LittleEndian.Uint64(mtf[8:16])
+			mlo := ^(^uint64(0) << (8 * uint(i+1)))
+			mhi := ^(^uint64(0) << uint(max(8*(i+1)-64, 0)))
+			binary.LittleEndian.PutUint64(mtf[0:8], lo&^mlo|(lo<<8|uint64(b))&mlo)
+			binary.LittleEndian.PutUint64(mtf[8:16], hi&^mhi|(hi<<8|lo>>56)&mhi)
 		} else {
 			copy(mtf[1:i+1], mtf[:i])
+			mtf[0] = b
 		}
-		mtf[0] = b
 		counts[b]++
 		tt[n] = uint32(b)
 		n++
