@@ -43,7 +43,7 @@ bench: build tools ## benchmarks; figures go in README.md
 	@if [ -x test/bench/run.sh ]; then test/bench/run.sh; fi
 	@if [ -x test/bench/bundle.sh ]; then test/bench/bundle.sh; fi
 
-e2e: build tools tools-k8s ## real nodes in qemu joined to a real Kubernetes control plane (+ stand-in scenarios 2, 4-6)
+e2e: build tools tools-k8s ## real nodes in qemu joined to a real Kubernetes control plane (+ stand-in scenarios 5, 6)
 	test/e2e/run.sh
 
 e2e-quick: build tools ## the stand-in scenarios 1-6 only (a kubelet stand-in, no cluster): the fast path when only the node changes
