@@ -87,7 +87,7 @@ func BenchmarkInstallNoopWithPreviousInUse(b *testing.B) {
 			// A process executing from the old release keeps it.
 			st, _ := LoadState(e.root)
 			sandbox := e.root.Path(st.Dir + "/gvisor-bin/runsc-sandbox")
-			copyExecutable(b, sandbox)
+			proctabletest.CopySleeper(b, sandbox)
 			cmd := exec.Command(sandbox, "600")
 			if err := cmd.Start(); err != nil {
 				b.Fatal(err)

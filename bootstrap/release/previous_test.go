@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -15,41 +14,6 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 )
-
-// copyExecutable copies the machine's sleep(1) to p: a stand-in for a sandbox
-// executing from a release directory.
-func copyExecutable(t testing.TB, p string) {
-	t.Helper()
-	src, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// startSleeper runs p; the process is killed and reaped at the end of the test.
-func startSleeper(t *testing.T, p string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(p, "600")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", p, err)
-	}
-	t.Cleanup(func() { stopSleeper(cmd) })
-	return cmd
-}
-
-func stopSleeper(cmd *exec.Cmd) {
-	if cmd.ProcessState == nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
-}
 
 func (e *env) noWrites(before snap, what string) {
 	e.t.Helper()
@@ -84,8 +48,8 @@ func TestPreviousReleaseKeptWhileAProcessExecutesFromItThenRemoved(t *testing.T)
 	r1 := e.install(e.installer(rel1))
 	old := e.root.Path(r1.Dir)
 	sandbox := filepath.Join(old, "gvisor-bin", "runsc-sandbox")
-	copyExecutable(t, sandbox)
-	cmd := startSleeper(t, sandbox)
+	proctabletest.CopySleeper(t, sandbox)
+	cmd := proctabletest.StartSleeper(t, sandbox)
 
 	r2 := e.install(e.installer(rel2))
 	st, _ := LoadState(e.root)
@@ -112,7 +76,7 @@ func TestPreviousReleaseKeptWhileAProcessExecutesFromItThenRemoved(t *testing.T)
 		t.Fatalf("previous release removed under a process executing a deleted file from it\n%s", e.logs)
 	}
 
-	stopSleeper(cmd)
+	proctabletest.StopSleeper(cmd)
 	e.install(e.installer(rel2))
 	if exists(t, old) {
 		t.Fatalf("previous release %s kept after its last process ended\n%s", old, e.logs)
