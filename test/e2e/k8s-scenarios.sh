@@ -159,6 +159,23 @@ spec:
 EOF
 }
 
+# runc_sleeper_pod NS NODE: a long-running runc pod pinned to NODE (it must outlive uninstalls)
+runc_sleeper_pod() {
+  kc apply -f - >&2 <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: runc-sleeper, namespace: $1}
+spec:
+  dnsPolicy: Default
+  automountServiceAccountToken: false
+  nodeSelector: {kubernetes.io/hostname: $2}
+  tolerations: [{key: gvisor, operator: Exists, effect: NoSchedule}]
+  terminationGracePeriodSeconds: 5
+  containers:
+  - {name: sleeper, image: "docker.io/library/busybox:e2e", imagePullPolicy: Never, command: [/bin/sleep, "2147483647"]}
+EOF
+}
+
 # ---- checks -------------------------------------------------------------------------------
 # check_gvisor_pod S NS POD NODE: ran on NODE, Succeeded, banner and a kernel not the node's.
 check_gvisor_pod() {
@@ -531,19 +548,7 @@ scenario_k8s-uninstall() {
   ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
   k8s_join $s "$node" "$ns" "$IMAGES/k8s.raw" "$ud" || { finish_node $s "$node"; return 1; }
   ok=$K8S_FAILS
-  kc apply -f - >&2 <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: runc-sleeper, namespace: $ns}
-spec:
-  dnsPolicy: Default
-  automountServiceAccountToken: false
-  nodeSelector: {kubernetes.io/hostname: $node}
-  tolerations: [{key: gvisor, operator: Exists, effect: NoSchedule}]
-  terminationGracePeriodSeconds: 5
-  containers:
-  - {name: sleeper, image: "docker.io/library/busybox:e2e", imagePullPolicy: Never, command: [/bin/sleep, "2147483647"]}
-EOF
+  runc_sleeper_pod "$ns" "$node"
   wait_until "pod runc-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" runc-sleeper \
     || { why_pod "$ns" runc-sleeper "$node"; finish_node $s "$node"; return 1; }
   local rid; rid="$(ctr_id "$ns" runc-sleeper)"
@@ -766,19 +771,7 @@ ds_reboot() {
 ds_delete() {
   local s="$1" node="$2" ns="$3" ok=0 rid st0 st1 n t0 tl="" th="" out
   kc -n "$ns" delete pod gvisor-sleeper --wait=true --timeout=300s >/dev/null 2>&1 || { note $s "delete: gvisor-sleeper did not go away"; ok=1; }
-  kc apply -f - >&2 <<EOF
-apiVersion: v1
-kind: Pod
-metadata: {name: runc-sleeper, namespace: $ns}
-spec:
-  dnsPolicy: Default
-  automountServiceAccountToken: false
-  nodeSelector: {kubernetes.io/hostname: $node}
-  tolerations: [{key: gvisor, operator: Exists, effect: NoSchedule}]
-  terminationGracePeriodSeconds: 5
-  containers:
-  - {name: sleeper, image: "docker.io/library/busybox:e2e", imagePullPolicy: Never, command: [/bin/sleep, "2147483647"]}
-EOF
+  runc_sleeper_pod "$ns" "$node"
   wait_until "pod runc-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" runc-sleeper \
     || { why_pod "$ns" runc-sleeper "$node"; return 1; }
   rid="$(ctr_id "$ns" runc-sleeper)"
