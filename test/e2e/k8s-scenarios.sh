@@ -284,7 +284,7 @@ declare -A K8S_SEED=()
 
 stop_watch() { pkill -P "$1" 2>/dev/null; kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; true; }
 # new_boot_status WATCHFILE BOOTID: a Node status from another boot than BOOTID was seen
-new_boot_status() { grep -v "^$2 " "$1" | grep -q '^[0-9a-f-]\{36\} '; }
+new_boot_status() { grep -v "^$2 " "$1" | matches '^[0-9a-f-]\{36\} '; }
 
 # reboot_node S NODE [AFTER_BOOT]: reboots NODE (its disk and seed again; AFTER_BOOT is a ctl
 # step published at power-on) and waits for kubelet's first Node status of the new boot (a
@@ -512,8 +512,8 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { note $s "the upgrade step did no
   note $s "release $REL -> $rel2: .gvisor-current $cur0 -> $cur1 (run exit $(fact "$node" run-rc))"
   [[ "$cur1" == gvisor."$rel2"-* ]] || { note $s "the node did not switch to $rel2"; ok=1; }
   old="$cur0"
-  if fact "$node" dir | grep -qxF "$old"; then note $s "old release dir kept while its sandbox runs"; else note $s "old release dir $old removed under a running sandbox"; ok=1; fi
-  fact "$node" sandbox-exe | grep -q "/$old/" || { note $s "the running sandbox does not run the old release: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; }
+  if fact "$node" dir | matches -xF "$old"; then note $s "old release dir kept while its sandbox runs"; else note $s "old release dir $old removed under a running sandbox"; ok=1; fi
+  fact "$node" sandbox-exe | matches "/$old/" || { note $s "the running sandbox does not run the old release: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; }
   if [[ "$st0" =~ ^[0-9]+$ && "$st1" =~ ^[0-9]+$ ]]; then
     R_RESTARTS[$s]=$((st1 - st0))
     ((st1 - st0 <= 1)) || { note $s "containerd restarted $((st1 - st0)) times for the upgrade"; ok=1; }
@@ -524,7 +524,7 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { note $s "the upgrade step did no
   wait_until "pod gvisor-new Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" gvisor-new \
     || { why_pod "$ns" gvisor-new "$node"; ok=1; }
   facts "$node" || { note $s "the node did not report"; finish_node $s "$node"; return 1; }
-  if fact "$node" sandbox-exe | grep -q "/$cur1/"; then note $s "the new gVisor pod runs on $rel2"; else note $s "no sandbox runs the new release: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; fi
+  if fact "$node" sandbox-exe | matches "/$cur1/"; then note $s "the new gVisor pod runs on $rel2"; else note $s "no sandbox runs the new release: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; fi
   # the old release, once unused: the first run after its last process (sandbox, shim)
   # ended removes it. The node waits (up to 3 minutes) for the processes executing from it
   # to end, as kubelet stops the pod's sandbox, then runs once.
@@ -533,7 +533,7 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { note $s "the upgrade step did no
 i=0; while [ -n \"\$(old_users)\" ] && [ \$i -lt 90 ]; do sleep 2; i=\$((i + 1)); done
 echo \"old-users=\$(old_users | tr '\\n' ' ')\"
 gvisor-bootstrap run; echo \"run-rc=\$?\"" || { finish_node $s "$node"; return 1; }
-  if fact "$node" dir | grep -qxF "$old"; then
+  if fact "$node" dir | matches -xF "$old"; then
     note $s "old release dir $old kept after its last sandbox ended (processes still executing from it: $(fact "$node" old-users))"; ok=1
   else note $s "old release dir removed by the first run after its last sandbox ended (run exit $(fact "$node" run-rc))"; fi
   finish_node $s "$node"
@@ -752,7 +752,7 @@ ds_reboot() {
   id1="$(ctr_id "$ns" gvisor-sleeper)"
   facts "$node" "systemctl show kubelet.service -p ExecStartPre --value | grep -o 'argv\[\]=[^;]*;[^}]*status=[^ ;}]*' | sed 's/;.*status=/ status=/; s/^/gate=/'" || return 1
   note $s "reboot: node side: kubelet's ExecStartPre $(fact "$node" gate | grep -- --gate | head -n 1 | tr -s ' ')"
-  if [[ "$id1" != "$id0" ]] && pod_running "$ns" gvisor-sleeper && fact "$node" sandbox-exe | grep -q '/gvisor\.'; then
+  if [[ "$id1" != "$id0" ]] && pod_running "$ns" gvisor-sleeper && fact "$node" sandbox-exe | matches '/gvisor\.'; then
     note $s "reboot: the gVisor pod runs again (container ${id0: -12} -> ${id1: -12}, sandbox exe $(fact "$node" sandbox-exe | head -n 1))"
   else note $s "reboot: the gVisor pod does not run again in gVisor: $(pod_phase "$ns" gvisor-sleeper) ${id1: -12}, sandboxes: $(fact "$node" sandbox-exe | tr '\n' ' ')"; ok=1; fi
   f="$(sandbox_failures "$ns" gvisor-sleeper)"

@@ -10,6 +10,10 @@ mkdir -p "$LOGS" "$IMAGES"
 
 say() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# matches GREP_ARGS...: `grep -q` for the end of a pipeline. grep -q (and grep into /dev/null)
+# exits at the first match, so a writer with more than a pipe's buffer left dies of SIGPIPE
+# and pipefail turns the match into a failure; this reads its input to the end.
+matches() { local n; n="$(grep -c "$@")" || true; [[ "$n" =~ ^[1-9] ]]; }
 # hash_of FILE|DIR... : one sha256 over names and contents (dirs recursively, sorted).
 hash_of() {
   local p

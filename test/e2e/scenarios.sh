@@ -132,7 +132,7 @@ boot() {
   if ((DEMO)); then wait "$follower" 2>/dev/null || true; fi
   if ((rc == 124 || rc == 137)); then say "boot $name: TIMEOUT after ${BOOT_TIMEOUT}s"; return 1; fi
   if ((rc != 0)); then say "boot $name: qemu exited $rc: $(tail -3 "$LOGS/$name.qemu.log")"; return 1; fi
-  reports "$log" | grep -q '^E2E|end|' || { say "boot $name: the guest powered off without its report"; return 1; }
+  reports "$log" | matches '^E2E|end|' || { say "boot $name: the guest powered off without its report"; return 1; }
 }
 
 # ---- reading the serial log ---------------------------------------------------------------
@@ -150,7 +150,7 @@ read_common() {
   local s="$1" log="$2" starts
   starts="$(mark "$log" containerd-starts)"
   if [[ "$starts" =~ ^[0-9]+$ ]]; then R_RESTARTS[$s]=$((starts > 0 ? starts - 1 : 0)); else R_RESTARTS[$s]='?'; fi
-  if reports "$log" | grep -qa '^E2E|kubelet-start|'; then
+  if reports "$log" | matches -a '^E2E|kubelet-start|'; then
     if [[ "$(mark "$log" kubelet-runsc)" == yes ]]; then R_SAW[$s]="runsc handler"
     else R_SAW[$s]="NO runsc ($(mark "$log" kubelet-saw | sed 's/.*handlers=//'))"; fi
   else
@@ -161,7 +161,7 @@ read_common() {
 # pod_in_gvisor S LOG: the container printed gVisor's banner and a uname other than the guest's.
 pod_in_gvisor() {
   local s="$1" log="$2" u gu
-  if ! marks "$log" out | grep -q 'Starting gVisor'; then
+  if ! marks "$log" out | matches 'Starting gVisor'; then
     note "$s" "no gVisor banner in the pod: $(mark "$log" pod | cut -c1-160)"; return 1
   fi
   u="$(marks "$log" out | grep '^Linux' | tail -1)"; gu="$(mark "$log" guest-uname)"
@@ -206,7 +206,7 @@ EOF
 }
 
 # fetched LOG_MARK PATH: the loopback server was asked for PATH since LOG_MARK (httpd.log line).
-fetched() { tail -n +"$1" "$LOGS/httpd.log" | grep -q "$2"; }
+fetched() { tail -n +"$1" "$LOGS/httpd.log" | matches "$2"; }
 httpd_mark() { echo $(( $(wc -l < "$LOGS/httpd.log") + 1 )); }
 
 # ---- scenarios ----------------------------------------------------------------------------
@@ -247,8 +247,8 @@ check_scale_out() {
   local s="$1" log="$2" ok=0
   fetched "$LAST_HTTPD_MARK" 'bin/gvisor-bootstrap' || { note "$s" "the guest never fetched bin/gvisor-bootstrap"; ok=1; }
   fetched "$LAST_HTTPD_MARK" "x86_64/\(runsc\|gvisor.tar.bz2\)" || { note "$s" "the guest never fetched the gVisor release"; ok=1; }
-  marks "$log" usr-local-bin | grep -qE ' gvisor-bootstrap( ->.*)?$' || { note "$s" "gvisor-bootstrap not installed in /usr/local/bin"; ok=1; }
-  marks "$log" usr-local-bin | grep -qE ' runsc( ->.*)?$' || { note "$s" "runsc not installed in /usr/local/bin"; ok=1; }
+  marks "$log" usr-local-bin | matches -E ' gvisor-bootstrap( ->.*)?$' || { note "$s" "gvisor-bootstrap not installed in /usr/local/bin"; ok=1; }
+  marks "$log" usr-local-bin | matches -E ' runsc( ->.*)?$' || { note "$s" "runsc not installed in /usr/local/bin"; ok=1; }
   # the release was checked against its .sha512 (the binary against its sha256: the
   # customData refuses to run it otherwise, so its running is the proof)
   grep -aqE 'msg=verified file=|verified file=' "$log" || { note "$s" "no 'verified' line for the release's sha512 in the log"; ok=1; }
@@ -309,7 +309,7 @@ scenario_3() {
   boot "$name" "$(overlay "$name" "$BAKED_RAW")" "$(seed_tar "$name" 'E2E_SCENARIO=3
 E2E_AKS_REWRITE=1')" 0 || { note $s "boot failed or timed out"; read_common $s "$log"; return 1; }
   read_common $s "$log"
-  reports "$log" | grep -qa '^E2E|aks|containerd restarted' || { note $s "the AKS stand-in did not run"; ok=1; }
+  reports "$log" | matches -a '^E2E|aks|containerd restarted' || { note $s "the AKS stand-in did not run"; ok=1; }
   bootstrap_ok $s "$log" || ok=1
   saw_runsc $s "$log" || ok=1
   pod_in_gvisor $s "$log" || ok=1
@@ -350,7 +350,7 @@ bootstrap_cost() {
 scenario_5() {
   local s=5 name=s5-bad-checksum log="$LOGS/s5-bad-checksum.serial.log" ok=0
   scale_out $s "$name" c2 "$REL-badsum" || return 1
-  if reports "$log" | grep -qa '^E2E|kubelet-start|'; then note $s "kubelet started on a node that was not made right (fail open)"; ok=1; fi
+  if reports "$log" | matches -a '^E2E|kubelet-start|'; then note $s "kubelet started on a node that was not made right (fail open)"; ok=1; fi
   # kubelet was asked to start and refused by its gate (not merely never asked)
   if [[ "$(mark "$log" report)" != *kubelet-not-started* ]]; then
     note $s "kubelet was not seen failing to start: $(mark "$log" report)"; ok=1
