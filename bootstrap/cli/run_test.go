@@ -7,30 +7,17 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/containerd"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for a goroutine writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func runMain(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	code := MainContext(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -124,7 +111,7 @@ func TestRunWatchRepairsARewrittenConfig(t *testing.T) {
 	r := fsroot.New(root)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	done := make(chan int)
 	go func() {
 		done <- MainContext(ctx, append([]string{"run", "--watch", "--watch-interval", "20ms"}, nodeArgs(root, rel)...), &out, &errb)

@@ -1,13 +1,13 @@
 package faultpoint
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 )
 
 func TestHitOnlyTheArmedName(t *testing.T) {
@@ -86,7 +86,7 @@ func TestStopPausesAtThePoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !allStopped(cmd.Process.Pid) {
+	for !proctabletest.Stopped(cmd.Process.Pid) {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			t.Fatal("the child never stopped")
@@ -100,23 +100,4 @@ func TestStopPausesAtThePoint(t *testing.T) {
 	if err := cmd.Wait(); err != nil || output() != "resumed\n" {
 		t.Fatalf("after SIGCONT: %v, output %q", err, output())
 	}
-}
-
-func allStopped(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/syncbuf"
 )
 
 // BenchmarkInstallNoop is the boot path when the release is already installed:
@@ -20,7 +21,7 @@ import (
 func BenchmarkInstallNoop(b *testing.B) {
 	srv := releasetest.NewServer(b)
 	srv.AddBundle(rel1, arch, bundleFiles(rel1))
-	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncBuffer{}}
+	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncbuf.Buffer{}}
 	in := e.installer(rel1)
 	in.Log = slog.New(slog.DiscardHandler)
 	if _, err := in.Install(context.Background(), false); err != nil {
@@ -78,7 +79,7 @@ func BenchmarkInstallNoopWithPreviousInUse(b *testing.B) {
 	srv := releasetest.NewServer(b)
 	srv.AddBundle(rel1, arch, bundleFiles(rel1))
 	srv.AddBundle(rel2, arch, bundleFiles(rel2))
-	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncBuffer{}}
+	e := &env{srv: srv, root: fsroot.New(b.TempDir()), logs: &syncbuf.Buffer{}}
 	proctabletest.MountProc(b, e.root.Path("/proc"))
 	for _, r := range []string{rel1, rel2} {
 		in := e.installer(r)

@@ -1,14 +1,12 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/syncbuf"
 )
 
 const (
@@ -32,30 +31,12 @@ type env struct {
 	t    *testing.T
 	srv  *releasetest.Server
 	root fsroot.Root
-	logs *syncBuffer
-}
-
-// syncBuffer collects the logs of several installers running at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *syncbuf.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	return &env{t: t, srv: releasetest.NewServer(t), root: fsroot.New(t.TempDir()), logs: &syncBuffer{}}
+	return &env{t: t, srv: releasetest.NewServer(t), root: fsroot.New(t.TempDir()), logs: &syncbuf.Buffer{}}
 }
 
 func (e *env) installer(release string) *Installer {

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,11 +22,13 @@ import (
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/config"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/cri"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/fsroot"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/reconcile"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/release/releasetest"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/render"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/containerdproc"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/faults/fakesystemd"
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/syncbuf"
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
 )
 
@@ -173,7 +174,7 @@ func image(t *testing.T) string {
 
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr syncBuffer
+	stdout, stderr syncbuf.Buffer
 	done           chan struct{}
 	err            error
 }
@@ -335,13 +336,13 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 	// watch sees it and must wait for the host's run, which then repairs; the pod's
 	// run after it finds the node healthy.
 	host := n.hostRun([]string{"GVB_FAULTPOINT=reconcile-config-done", "GVB_FAULTPOINT_ACTION=stop"}, "run")
-	var hostOut syncBuffer
+	var hostOut syncbuf.Buffer
 	host.Stdout, host.Stderr = &hostOut, &hostOut
 	must(t, host.Start())
 	hostDone := make(chan error, 1)
 	go func() { hostDone <- host.Wait() }()
 	deadline := time.Now().Add(time.Minute)
-	for !stopped(host.Process.Pid) {
+	for !proctabletest.Stopped(host.Process.Pid) {
 		if time.Now().After(deadline) {
 			_ = host.Process.Kill()
 			t.Fatalf("host run did not reach its fault point\n%s", hostOut.String())
@@ -413,39 +414,6 @@ func TestRestrictedDaemonSetPod(t *testing.T) {
 		t.Fatalf("after its DaemonSet was deleted the pod did not hand the uninstall to the host: systemd calls %q\n%s", n.sd.Calls(), p)
 	}
 }
-
-// stopped reports whether every thread of a process is stopped (SIGSTOP).
-func stopped(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func must(t *testing.T, err error) {
 	t.Helper()

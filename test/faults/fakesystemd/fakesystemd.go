@@ -8,7 +8,6 @@
 package fakesystemd
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/syncbuf"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -61,7 +62,7 @@ func Start(t testing.TB, root string, units map[string]*Unit) *Manager {
 	if err := os.WriteFile(cfg, []byte(busConfig(sock)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var daemonLog syncBuffer
+	var daemonLog syncbuf.Buffer
 	d := exec.Command(dbusDaemon, "--config-file="+cfg, "--nofork", "--nopidfile", "--nosyslog")
 	d.Stdout, d.Stderr = &daemonLog, &daemonLog
 	if err := d.Start(); err != nil {
@@ -115,18 +116,6 @@ func connectWhenServing(sock string, exited <-chan struct{}, within time.Duratio
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // Restarts is how many restart jobs ran for unit.
 func (m *Manager) Restarts(unit string) int {
