@@ -14,34 +14,7 @@ func bwtLinks(r *rand.Rand, n, k int) (tt []uint32, origPtr int, text []byte) {
 	for i := range text {
 		text[i] = byte(r.IntN(k))
 	}
-	// The BWT by sorting rotations (slow, fine for tests).
-	rot := make([]int, n)
-	for i := range rot {
-		rot[i] = i
-	}
-	doubled := append(append([]byte(nil), text...), text...)
-	sortRotations(rot, doubled, n)
-	tt = make([]uint32, n)
-	var counts [256]int
-	for i, s := range rot {
-		b := text[(s+n-1)%n]
-		tt[i] = uint32(b)
-		counts[b]++
-		if s == 0 {
-			origPtr = i
-		}
-	}
-	sum := 0
-	for b := range 256 {
-		c := counts[b]
-		counts[b] = sum
-		sum += c
-	}
-	for i := range tt {
-		b := byte(tt[i])
-		tt[counts[b]] |= uint32(i) << 8
-		counts[b]++
-	}
+	tt, origPtr = linksOf(text)
 	return tt, origPtr, text
 }
 
@@ -108,6 +81,8 @@ func TestInverseBWT(t *testing.T) {
 	}
 }
 
+// linksOf is the link table of text, by its BWT from sorting rotations (slow,
+// fine for tests).
 func linksOf(text []byte) ([]uint32, int) {
 	n := len(text)
 	rot := make([]int, n)

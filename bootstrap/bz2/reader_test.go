@@ -285,7 +285,8 @@ func firstDiff(a, b []byte) int {
 	return min(len(a), len(b))
 }
 
-func BenchmarkDecode(b *testing.B) {
+// benchFile is the .bz2 file BZ2_BENCH_FILE names; the benchmark is skipped without one.
+func benchFile(b *testing.B) []byte {
 	path := os.Getenv("BZ2_BENCH_FILE")
 	if path == "" {
 		b.Skip("set BZ2_BENCH_FILE to a .bz2 file")
@@ -294,6 +295,11 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return comp
+}
+
+func BenchmarkDecode(b *testing.B) {
+	comp := benchFile(b)
 	for _, workers := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			b.SetBytes(int64(len(comp)))
@@ -319,14 +325,7 @@ func BenchmarkDecode(b *testing.B) {
 // BenchmarkBlock decodes the first block of BZ2_BENCH_FILE over and over on
 // one goroutine: the decoder's own speed, without the pipeline.
 func BenchmarkBlock(b *testing.B) {
-	path := os.Getenv("BZ2_BENCH_FILE")
-	if path == "" {
-		b.Skip("set BZ2_BENCH_FILE to a .bz2 file")
-	}
-	comp, err := os.ReadFile(filepath.Clean(path))
-	if err != nil {
-		b.Fatal(err)
-	}
+	comp := benchFile(b)
 	comp = comp[:min(len(comp), maxChunk)]
 	d := newDecoder()
 	out := make([]byte, maxBlock)
