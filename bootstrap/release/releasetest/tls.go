@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"time"
 )
+
+// caValidity is how long the test certificate is valid: longer than any test run.
+const caValidity = 24 * time.Hour
 
 var testCA struct {
 	once sync.Once
@@ -43,7 +47,7 @@ func TrustTestCA(t testing.TB) string {
 			SerialNumber:          big.NewInt(1),
 			Subject:               pkix.Name{CommonName: "gvisor-bootstrap test mirror"},
 			NotBefore:             time.Now().Add(-time.Hour),
-			NotAfter:              time.Now().Add(24 * time.Hour),
+			NotAfter:              time.Now().Add(caValidity),
 			KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 			ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 			BasicConstraintsValid: true,
@@ -57,12 +61,11 @@ func TrustTestCA(t testing.TB) string {
 			return
 		}
 		testCA.cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-		dir, err := os.MkdirTemp("", "gvb-test-ca-")
+		testCA.file, err = caFile()
 		if err != nil {
 			testCA.err = err
 			return
 		}
-		testCA.file = filepath.Join(dir, "ca.pem")
 		if err := os.WriteFile(testCA.file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 			testCA.err = err
 			return
@@ -73,6 +76,28 @@ func TrustTestCA(t testing.TB) string {
 		t.Fatalf("test CA: %v", testCA.err)
 	}
 	return testCA.file
+}
+
+// caFile creates this process's certificate file in one directory for all test
+// processes. The file must outlive every test of the process (its children read
+// it), so no test's cleanup may remove it; instead files older than the
+// certificate's validity, of processes long gone, are removed here.
+func caFile() (string, error) {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("gvb-test-ca-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "ca-*.pem"))
+	for _, n := range old {
+		if st, err := os.Stat(n); err == nil && time.Since(st.ModTime()) > caValidity+time.Hour {
+			_ = os.Remove(n)
+		}
+	}
+	f, err := os.CreateTemp(dir, "ca-*.pem")
+	if err != nil {
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 // StartTLS starts an HTTPS test server for h with the test CA's certificate.
