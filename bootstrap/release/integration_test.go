@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gvisor-bootstrap/gvisor-bootstrap/test/testbin"
@@ -24,15 +25,19 @@ func realBinary(t *testing.T, name string) string {
 // Packing 140 MB takes seconds, so the bundle is cached by the binaries' identity.
 func realBundle(t *testing.T, runsc, shim string) []byte {
 	t.Helper()
+	// The files' identity, not their paths: every clone links the same cached
+	// binaries under its own .cache/bin.
 	h := sha512.New()
 	for _, p := range []string{runsc, shim} {
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(h, "%s %d %d\n", p, fi.Size(), fi.ModTime().UnixNano())
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(h, "%d %d %d %d\n", st.Dev, st.Ino, fi.Size(), fi.ModTime().UnixNano())
 	}
-	cache := filepath.Join(os.TempDir(), "gvisor-bootstrap-test", fmt.Sprintf("gvisor-%x.tar.bz2", h.Sum(nil)[:8]))
+	cacheDir := filepath.Join(os.TempDir(), "gvisor-bootstrap-test")
+	cache := filepath.Join(cacheDir, fmt.Sprintf("gvisor-%x.tar.bz2", h.Sum(nil)[:8]))
 	if b, err := os.ReadFile(cache); err == nil {
 		return b
 	}
@@ -55,13 +60,32 @@ func realBundle(t *testing.T, runsc, shim string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if os.MkdirAll(filepath.Dir(cache), 0o755) == nil {
-		tmp := cache + ".tmp"
-		if os.WriteFile(tmp, b, 0o644) == nil {
-			_ = os.Rename(tmp, cache)
+	storeBundle(cacheDir, cache, b)
+	return b
+}
+
+// storeBundle keeps b as the one cached bundle (57 MB each: the bundles of
+// older binaries go), written under a temporary name of its own so that a
+// concurrent test process never reads a partial file.
+func storeBundle(dir, cache string, b []byte) {
+	if os.MkdirAll(dir, 0o755) != nil {
+		return
+	}
+	f, err := os.CreateTemp(dir, ".gvisor-*.tmp")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr != nil || cerr != nil || os.Rename(f.Name(), cache) != nil {
+		_ = os.Remove(f.Name())
+		return
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "gvisor-*.tar.bz2"))
+	for _, o := range old {
+		if o != cache {
+			_ = os.Remove(o)
 		}
 	}
-	return b
 }
 
 // The real runsc and shim, served as a bundle by the loopback server, installed
