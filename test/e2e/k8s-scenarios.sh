@@ -43,17 +43,10 @@ k8s_prepare() {
 vm_start() {
   local name="$1" disk="$2" seed="$3" log="$LOGS/$1.serial.log"
   local nic="user,model=virtio-net-pci,restrict=on,guestfwd=tcp:$SERVER_IP:80-cmd:busybox nc 127.0.0.1 $PORT,guestfwd=tcp:$SERVER_IP:$K8S_GUEST_PORT-cmd:busybox nc 127.0.0.1 $K8S_API_PORT"
-  local args=(-accel tcg,thread=multi -smp 2 -m "$MEM" -display none -monitor none -no-reboot
-    -serial "file:$log"
-    -kernel "$IMAGES/vmlinuz" -initrd "$IMAGES/initrd.img"
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=1 quiet"
-    -drive "file=$disk,format=qcow2,if=virtio,cache=unsafe"
-    -drive "file=$seed,format=raw,if=virtio,readonly=on"
-    -nic "$nic")
-  [[ -n "${E2E_QEMU_CPU:-}" ]] && args+=(-cpu "$E2E_QEMU_CPU")
+  qemu_args "$log" "$disk" "$seed" "$nic"
   : > "$log"
   say "boot $name in the background: serial log $log"
-  timeout -k 10 "$K8S_VM_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
+  timeout -k 10 "$K8S_VM_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
   VM_PID[$name]=$!
 }
 vm_running() { [[ -n "${VM_PID[$1]:-}" ]] && kill -0 "${VM_PID[$1]}" 2>/dev/null; }

@@ -101,6 +101,20 @@ seed_tar() {
   echo "$RUN_DIR/$name.seed.tar"
 }
 
+# qemu_args SERIAL_LOG DISK SEED NIC: a node's qemu command line into QEMU_ARGS (tcg: -accel
+# kvm hangs in the firmware here; the guest boots its own kernel; the seed is a second disk).
+qemu_args() {
+  QEMU_ARGS=(-accel tcg,thread=multi -smp 2 -m "$MEM" -display none -monitor none -no-reboot
+    -serial "file:$1"
+    -kernel "$IMAGES/vmlinuz" -initrd "$IMAGES/initrd.img"
+    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=1 quiet"
+    -drive "file=$2,format=qcow2,if=virtio,cache=unsafe"
+    -drive "file=$3,format=raw,if=virtio,readonly=on"
+    -nic "$4")
+  [[ -n "${E2E_QEMU_CPU:-}" ]] && QEMU_ARGS+=(-cpu "$E2E_QEMU_CPU")
+  return 0
+}
+
 # boot NAME DISK SEED NET(0|1): boots until the guest powers off or BOOT_TIMEOUT; serial log in
 # $LOGS/NAME.serial.log. Returns non-zero on timeout or qemu failure.
 boot() {
@@ -113,17 +127,10 @@ boot() {
   else
     nic=none
   fi
-  local args=(-accel tcg,thread=multi -smp 2 -m "$MEM" -display none -monitor none -no-reboot
-    -serial "file:$log"
-    -kernel "$IMAGES/vmlinuz" -initrd "$IMAGES/initrd.img"
-    -append "root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=1 quiet"
-    -drive "file=$disk,format=qcow2,if=virtio,cache=unsafe"
-    -drive "file=$seed,format=raw,if=virtio,readonly=on"
-    -nic "$nic")
-  [[ -n "${E2E_QEMU_CPU:-}" ]] && args+=(-cpu "$E2E_QEMU_CPU")
+  qemu_args "$log" "$disk" "$seed" "$nic"
   : > "$log"
   say "boot $name (net=$net, timeout ${BOOT_TIMEOUT}s): serial log $log"
-  timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
+  timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 "${QEMU_ARGS[@]}" </dev/null >"$LOGS/$name.qemu.log" 2>&1 &
   QEMU_PID=$!
   # the narrator's tail ends by itself once qemu has exited (--pid)
   if ((DEMO)); then narrate_follow "$log" "$QEMU_PID" & local follower=$!; fi
