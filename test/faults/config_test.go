@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gvisor-bootstrap/gvisor-bootstrap/bootstrap/proctable/proctabletest"
 )
 
 // Bad containerd configs are refused with the file and what to do; nothing of
@@ -139,7 +140,7 @@ func runPausedRewrite(t *testing.T, n *node, point, agents string) (int, int, st
 			return code, stops, errb.String()
 		case <-time.After(5 * time.Millisecond):
 		}
-		if !stopped(cmd.Process.Pid) {
+		if !proctabletest.Stopped(cmd.Process.Pid) {
 			continue
 		}
 		stops++
@@ -156,29 +157,6 @@ func runPausedRewrite(t *testing.T, n *node, point, agents string) (int, int, st
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGCONT)
 	}
 }
-
-// stopped reports whether every thread of a process is in state T (stopped), per
-// /proc/PID/task/*/stat.
-func stopped(pid int) bool {
-	tasks, err := os.ReadDir("/proc/" + itoa(pid) + "/task")
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile("/proc/" + itoa(pid) + "/task/" + task.Name() + "/stat")
-		if err != nil {
-			return false
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i <= 0 || i+2 >= len(s) || s[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
-}
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 // SIGTERM while the run plans a large containerd config (systemd stopping it,
 // the kubelet gate's start timeout) stops the planning: the run fails at once
@@ -206,7 +184,7 @@ func TestSIGTERMStopsPlanning(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.After(2 * time.Minute)
-	for !stopped(cmd.Process.Pid) {
+	for !proctabletest.Stopped(cmd.Process.Pid) {
 		select {
 		case err := <-done:
 			t.Fatalf("the run ended (%v) before it reached the plan:\n%s", err, errb.String())
