@@ -344,9 +344,8 @@ scenario_k8s-scale-out() {
 # customData: same checks, and containerd never restarted.
 build_baked_k8s() {
   local cfg="$E2E_CACHE/baked-k8s-config.toml"
-  printf '%s\n' "# e2e baked k8s node: the release is baked in; its URL is reachable only at image build time." \
-    '[release]' "version = \"$REL\"" "url = \"http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64\"" \
-    '[release.sha512]' "\"gvisor.tar.bz2\" = \"$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")\"" > "$cfg"
+  { echo "# e2e baked k8s node: the release is baked in; its URL is reachable only at image build time."
+    release_config "$REL" "10.0.2.2:$PORT"; } > "$cfg"
   say "baking the k8s image: packer/scripts/* (log $LOGS/bake-k8s.log)"
   BAKE_VARIANT=k8s "$E2E_DIR/bake.sh" "$REL" "$cfg" >"$LOGS/bake-k8s.log" 2>&1 || {
     say "baking failed: $(tail -5 "$LOGS/bake-k8s.log")"; return 1; }
@@ -615,18 +614,15 @@ scenario_k8s-daemonset() {
   built="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "$REPO/bin/oci/index.json")"
   mkdir -p "$WWW/images"; cp "$REPO/bin/gvisor-bootstrap-image.tar" "$WWW/images/gvisor-bootstrap-image.tar"
   cfg="$K8S_DIR/daemonset-config.toml"
-  cat > "$cfg" <<EOF
-# e2e managed pool: the release from the host's loopback server, pinned (plain HTTP)
-[release]
-version = "$REL"
-url = "http://$SERVER_IP/gvisor/releases/release/$REL/x86_64"
-[release.sha512]
-"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")"
+  { echo "# e2e managed pool: the release from the host's loopback server, pinned (plain HTTP)"
+    release_config "$REL"
+    cat <<EOF
 [cluster]
 runtime_class_name = "$DS_CLASS"
 [delivery]
 mode = "daemonset"
 EOF
+  } > "$cfg"
   # the image as a user names theirs (pushed to their registry; here imported on the node)
   "$GVB" --config "$cfg" render daemonset --image "$built" > "$K8S_DIR/daemonset.yaml" 2>"$LOGS/k8s-daemonset.render.err" \
     && "$GVB" --config "$cfg" render runtimeclass > "$K8S_DIR/runtimeclass-$DS_CLASS.yaml" 2>>"$LOGS/k8s-daemonset.render.err" \

@@ -186,25 +186,33 @@ restarts_are() { # S LOG N
   note "$1" "containerd restarted ${R_RESTARTS[$1]} times (want $3)"; return 1
 }
 
+# release_config RELEASE_DIR_NAME [HOST]: the tool's [release] table for a release this run's
+# server publishes, as a guest reaches it at HOST (default: the scenario boots' guestfwd). Plain HTTP is accepted only with every artifact pinned: the bundle's digest, as
+# published next to it (for the -badsum release, a digest the bundle does not have).
+release_config() {
+  cat <<EOF
+[release]
+version = "$REL"
+url = "http://${2:-$SERVER_IP}/gvisor/releases/release/$1/x86_64"
+[release.sha512]
+"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$1/x86_64/gvisor.tar.bz2.sha512")"
+EOF
+}
+
 # ---- customData ---------------------------------------------------------------------------
 # render_user_data NAME RELEASE_DIR_NAME: the product's customData for this run's server.
 render_user_data() {
   local name="$1" reldir="$2" cfg="$RUN_DIR/$1.config.toml" ud="$RUN_DIR/$1.user-data"
   [[ -x "$GVB" ]] || { say "missing $GVB (make build)"; return 1; }
-  cat > "$cfg" <<EOF
-# e2e: the release and the binary come from the host's loopback server (qemu guestfwd)
-[release]
-version = "$REL"
-url = "http://$SERVER_IP/gvisor/releases/release/$reldir/x86_64"
-# plain HTTP is accepted only with every artifact pinned: the bundle's digest, as published
-# next to it (for the -badsum release that is a digest the bundle does not have)
-[release.sha512]
-"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$reldir/x86_64/gvisor.tar.bz2.sha512")"
+  { echo "# e2e: the release and the binary come from the host's loopback server (qemu guestfwd)"
+    release_config "$reldir"
+    cat <<EOF
 
 [delivery]
 binary_url = "http://$SERVER_IP/bin/gvisor-bootstrap"
 binary_sha256 = "$(cut -d' ' -f1 "$WWW/bin/gvisor-bootstrap.sha256")"
 EOF
+  } > "$cfg"
   if ! "$GVB" --config "$cfg" render cloud-init > "$ud" 2>"$RUN_DIR/$name.render.err"; then
     say "render cloud-init failed: $(cat "$RUN_DIR/$name.render.err")"; return 1
   fi
@@ -282,14 +290,8 @@ build_baked() {
   # without restrict: 10.0.2.2 is the host): reachable while the image is built, as the
   # bucket is for an Azure build, and unreachable on the baked scenarios' boots, which have
   # no network at all.
-  cat > "$cfg" <<EOF
-# e2e baked node: the release is baked in; its URL is reachable only at image build time.
-[release]
-version = "$REL"
-url = "http://10.0.2.2:$PORT/gvisor/releases/release/$REL/x86_64"
-[release.sha512]
-"gvisor.tar.bz2" = "$(cut -d' ' -f1 "$WWW/gvisor/releases/release/$REL/x86_64/gvisor.tar.bz2.sha512")"
-EOF
+  { echo "# e2e baked node: the release is baked in; its URL is reachable only at image build time."
+    release_config "$REL" "10.0.2.2:$PORT"; } > "$cfg"
   say "baking: c2 image + packer/scripts/* (log $LOGS/bake.log)"
   "$E2E_DIR/bake.sh" "$REL" "$cfg" >"$LOGS/bake.log" 2>&1 || {
     say "baking failed: $(tail -5 "$LOGS/bake.log")"; return 1; }
