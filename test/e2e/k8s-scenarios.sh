@@ -10,7 +10,8 @@ SCENARIO_NAME+=([k8s-scale-out]=k8s-scale-out [k8s-baked]=k8s-baked [k8s-reimage
   [k8s-upgrade]=k8s-upgrade [k8s-uninstall]=k8s-uninstall [k8s-daemonset]=k8s-daemonset)
 K8S_SCENARIOS=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s-daemonset)
 # what `make e2e` runs (the others with --only until they have passed here)
-K8S_DEFAULT=(k8s-scale-out k8s-baked k8s-reimage k8s-upgrade k8s-uninstall k8s-daemonset)
+# (in this order, a node goes on from one scenario to the next: see hand_over)
+K8S_DEFAULT=(k8s-scale-out k8s-upgrade k8s-uninstall k8s-baked k8s-reimage k8s-daemonset)
 
 K8S_NODE_TIMEOUT="${E2E_K8S_NODE_TIMEOUT:-1800}"  # boot + customData + kubelet registration, tcg (a deadline: 514 s seen under load)
 K8S_POD_TIMEOUT="${E2E_K8S_POD_TIMEOUT:-900}"    # a pod from scheduled to terminated, tcg (a deadline)
@@ -231,6 +232,50 @@ finish_node() {
   kc delete node "$2" --wait=false >/dev/null 2>&1 || true
 }
 
+# ---- one node for consecutive scenarios --------------------------------------------------
+# Booting and joining a node is most of a scenario under tcg (200-300 s of it). A scenario
+# that passed hands its node on when the next scenario only needs a node of its kind that has
+# joined and been checked (registered after the gate, pods in gVisor, a runc pod beside
+# them), which was just shown on it: k8s-scale-out's customData node goes on to k8s-upgrade
+# and then k8s-uninstall, k8s-baked's node (after its reboot) to k8s-reimage. Run alone
+# (--only), or after a failure, a scenario boots its own node.
+declare -A K8S_HANDOFF=([k8s-scale-out]=k8s-upgrade [k8s-upgrade]=k8s-uninstall [k8s-baked]=k8s-reimage)
+SPARE_NODE="" SPARE_FROM=""
+# hand_over S NODE NS OK: keeps NODE running for the next scenario (E2E_NEXT, set by run.sh)
+# when S passed (OK 0) and that scenario takes S's node, once S's namespace is gone (no pod of
+# S left on it); otherwise finishes NODE.
+hand_over() {
+  local s="$1" node="$2" ns="$3" ok="$4"
+  if ((ok == 0)) && [[ -n "${E2E_NEXT:-}" && "${K8S_HANDOFF[$s]:-}" == "$E2E_NEXT" ]] && vm_running "$node" \
+    && kc delete namespace "$ns" --wait=false >/dev/null \
+    && wait_until "namespace $ns gone (its pods deleted on $node)" 300 "$LOGS/$node.serial.log" ns_gone "$ns"; then
+    SPARE_NODE="$node" SPARE_FROM="$s"
+    say "$s: node $node stays up for $E2E_NEXT"
+    return 0
+  fi
+  finish_node "$s" "$node"
+}
+# take_over S NS: S takes the node its predecessor handed over, if that node is still Ready
+# and serves runsc (TAKEN_NODE; R_SAW and the note say where it came from) and creates NS.
+take_over() {
+  local s="$1" ns="$2" node="$SPARE_NODE" from="$SPARE_FROM"
+  TAKEN_NODE="" SPARE_NODE="" SPARE_FROM=""
+  [[ -n "$node" ]] || return 1
+  if [[ "${K8S_HANDOFF[$from]}" == "$s" ]] && vm_running "$node" && node_ready "$node" && has_handler "$node" runsc \
+    && k8s_ns "$ns"; then
+    TAKEN_NODE="$node" K8S_FAILS=0
+    R_SAW[$s]="${R_SAW[$from]:-?}"
+    note "$s" "on node $node (booted, joined and checked by $node; handed over by $from, its pods deleted)"
+    return 0
+  fi
+  note "$s" "$from's node $node was not usable (not Ready or runsc not served): a node of its own"
+  finish_node "$s" "$node"
+  return 1
+}
+ns_gone() { [[ "$(kc get namespace "$1" -o name 2>&1)" == *NotFound* ]]; }
+# drop_spare S: after scenario S, a node handed over but not taken (its taker stopped early)
+drop_spare() { [[ -z "$SPARE_NODE" || "$SPARE_FROM" == "$1" ]] && return 0; finish_node "$SPARE_FROM" "$SPARE_NODE"; SPARE_NODE="" SPARE_FROM=""; }
+
 # ---- joining a node -----------------------------------------------------------------------
 # k8s_ns NS: a fresh namespace with its default ServiceAccount
 k8s_ns() {
@@ -335,7 +380,7 @@ scenario_k8s-scale-out() {
   restarts_of $s "$node"
   K8S_DEMO_NODE="$node"
   ((DEMO)) && k8s_show "$ns"
-  finish_node $s "$node"
+  hand_over $s "$node" "$ns" "$ok"
   ((ok == 0))
 }
 
@@ -374,7 +419,7 @@ scenario_k8s-baked() {
   wait_until "pod gvisor-second-boot to finish" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_done "$ns" gvisor-second-boot \
     || why_pod "$ns" gvisor-second-boot "$node"
   check_gvisor_pod $s "$ns" gvisor-second-boot "$node" || ok=1
-  finish_node $s "$node"
+  hand_over $s "$node" "$ns" "$ok"
   ((ok == 0))
 }
 
@@ -427,12 +472,15 @@ restarts_in_pod() { kc -n "$1" get pod "$2" -o jsonpath='{.status.containerStatu
 scenario_k8s-reimage() {
   local s=k8s-reimage node=k8s-reimage ns=k8s-reimage raw ud="" ok id0 id1 n
   k8s_prepare || { note $s "the control plane did not come up (logs $LOGS/k8s-*.log)"; return 1; }
-  raw="${BAKED_K8S_RAW:-}"
-  if [[ -z "$raw" || ! -f "$raw" ]]; then
-    raw="$IMAGES/k8s.raw"; ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
+  if take_over $s "$ns"; then node="$TAKEN_NODE"
+  else
+    raw="${BAKED_K8S_RAW:-}"
+    if [[ -z "$raw" || ! -f "$raw" ]]; then
+      raw="$IMAGES/k8s.raw"; ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
+    fi
+    note $s "node from $(basename "$raw")${ud:+ + customData}"
+    k8s_join $s "$node" "$ns" "$raw" "$ud" || { finish_node $s "$node"; return 1; }
   fi
-  note $s "node from $(basename "$raw")${ud:+ + customData}"
-  k8s_join $s "$node" "$ns" "$raw" "$ud" || { finish_node $s "$node"; return 1; }
   ok=$K8S_FAILS
   sleeper_pod "$ns" gvisor-sleeper gvisor
   wait_until "pod gvisor-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" gvisor-sleeper \
@@ -488,8 +536,11 @@ scenario_k8s-upgrade() {
   rel2="${REL%.*}.$(( ${REL##*.} + 1 ))"
   rm -rf "$WWW/gvisor/releases/release/$rel2"
   cp -al "$WWW/gvisor/releases/release/$REL" "$WWW/gvisor/releases/release/$rel2"
-  ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
-  k8s_join $s "$node" "$ns" "$IMAGES/k8s.raw" "$ud" || { finish_node $s "$node"; return 1; }
+  if take_over $s "$ns"; then node="$TAKEN_NODE"
+  else
+    ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
+    k8s_join $s "$node" "$ns" "$IMAGES/k8s.raw" "$ud" || { finish_node $s "$node"; return 1; }
+  fi
   ok=$K8S_FAILS
   sleeper_pod "$ns" gvisor-old gvisor
   wait_until "pod gvisor-old Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" gvisor-old \
@@ -528,7 +579,7 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { finish_node $s "$node"; return 1
   if fact "$node" dir | matches -xF "$old"; then
     note $s "old release dir $old kept after its last sandbox ended (processes still executing from it: $(fact "$node" old-users))"; ok=1
   else note $s "old release dir removed by the first run after its last sandbox ended (run exit $(fact "$node" run-rc))"; fi
-  finish_node $s "$node"
+  hand_over $s "$node" "$ns" "$ok"
   ((ok == 0))
 }
 
@@ -537,8 +588,11 @@ gvisor-bootstrap run; echo \"run-rc=\$?\"" || { finish_node $s "$node"; return 1
 scenario_k8s-uninstall() {
   local s=k8s-uninstall node=k8s-uninstall ns=k8s-uninstall ud ok st0 st1 n
   k8s_prepare || { note $s "the control plane did not come up (logs $LOGS/k8s-*.log)"; return 1; }
-  ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
-  k8s_join $s "$node" "$ns" "$IMAGES/k8s.raw" "$ud" || { finish_node $s "$node"; return 1; }
+  if take_over $s "$ns"; then node="$TAKEN_NODE"
+  else
+    ud="$(render_user_data "$node" "$REL")" || { note $s "could not render customData"; return 1; }
+    k8s_join $s "$node" "$ns" "$IMAGES/k8s.raw" "$ud" || { finish_node $s "$node"; return 1; }
+  fi
   ok=$K8S_FAILS
   runc_sleeper_pod "$ns" "$node"
   wait_until "pod runc-sleeper Running" "$K8S_POD_TIMEOUT" "$LOGS/$node.serial.log" pod_running "$ns" runc-sleeper \

@@ -90,9 +90,11 @@ SERVE_SECONDS=$((SECONDS - t0))
 
 # ---- scenarios ----------------------------------------------------------------------------
 declare -A R_RESULT R_TIME R_RESTARTS R_SAW R_NOTE
-for s in "${scenarios[@]}"; do
+for i in "${!scenarios[@]}"; do
+  s="${scenarios[$i]}" E2E_NEXT="${scenarios[$((i + 1))]:-}"
   t0=$SECONDS
   rc=0; "scenario_$s" || rc=$?
+  drop_spare "$s"
   # 2: the scenario cannot run yet (what it needs has not landed): PENDING, said so, not a pass
   case $rc in 0) R_RESULT[$s]=PASS ;; 2) R_RESULT[$s]=PENDING ;; *) R_RESULT[$s]=FAIL ;; esac
   R_TIME[$s]=$((SECONDS - t0))
