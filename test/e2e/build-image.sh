@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the e2e guest images (cached under .cache/e2e/images, rebuilt only when an input
 # changes):
-#   base root   debootstrap bookworm with base-packages.txt         (key: package list + this step)
+#   base root   debootstrap bookworm with base-packages.txt         (key: package list + this step;
+#               kept in the machine's test store, not the clone)
 #   c2          base + containerd 2.x, runc, crictl, images, harness units, version = 3 config
 #   c17         base + containerd 1.7, AKS/Ubuntu 22.04 shape (version = 2, SystemdCgroup)
 # Each variant is a raw ext4 disk (mkfs.ext4 -d), booted with the base's kernel and initrd;
@@ -18,22 +19,36 @@ E2E_ROOT_PASSWORD="${E2E_ROOT_PASSWORD:-e2e-local-only-password}"
 BASE_STEP_VERSION=1 # bump when build_base changes what it makes
 base_key() { echo "$(hash_of "$E2E_DIR/base-packages.txt")-$BASE_STEP_VERSION-$(basename "$MIRROR")" | sha256sum | cut -c1-16; }
 
+# The base root is the same for every clone of the same inputs, and debootstrap is minutes:
+# it is kept in the machine's test store next to the binaries (test/tools/build-binaries.sh),
+# built under a per-key flock into a temporary directory renamed into place when complete.
+BASE_STORE="${GVB_STORE:-/var/cache/gvisor-bootstrap-test}/e2e"
 build_base() { # -> prints the base root dir
-  local key dir pk t0
-  key="$(base_key)"; dir="$E2E_CACHE/base-$key"
-  if [[ -f "$dir/done" ]]; then echo "$dir/rootfs"; return; fi
-  rm -rf "$E2E_CACHE"/base-*   # one base at a time; they are 1.2 GB each
-  mkdir -p "$dir"
-  pk="$(grep -v '^#' "$E2E_DIR/base-packages.txt" | paste -sd, -)"
-  say "debootstrap bookworm (packages: $pk) -> $dir (log: $LOGS/debootstrap.log)"
-  t0=$SECONDS
-  debootstrap --variant=minbase --include="$pk" bookworm "$dir/rootfs" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
-    || { tail -20 "$LOGS/debootstrap.log" >&2; die "debootstrap failed (see $LOGS/debootstrap.log)"; }
-  # leave nothing mounted or cached in the root
-  umount -R "$dir/rootfs/proc" 2>/dev/null || true
-  rm -rf "$dir/rootfs/var/cache/apt/archives/"*.deb "$dir/rootfs/var/lib/apt/lists/"*_Packages
-  say "base root built in $((SECONDS - t0))s"
-  touch "$dir/done"
+  local key dir tmp pk t0 lockfd old
+  key="$(base_key)"; dir="$BASE_STORE/base-$key"
+  mkdir -p "$BASE_STORE"
+  exec {lockfd}>"$BASE_STORE/base-$key.lock"
+  flock "$lockfd"   # another clone building the same base: wait for its result
+  if [[ ! -f "$dir/done" ]]; then
+    # bases of other inputs (1.2 GB each) go once a day has passed without their use
+    for old in "$BASE_STORE"/base-*/; do
+      [[ "${old%/}" != "$dir" && -n "$(find "$old" -maxdepth 0 -mtime +0)" ]] && rm -rf "${old%/}"
+    done
+    rm -rf "$BASE_STORE/base-$key.tmp"; tmp="$BASE_STORE/base-$key.tmp"; mkdir -p "$tmp"
+    pk="$(grep -v '^#' "$E2E_DIR/base-packages.txt" | paste -sd, -)"
+    say "debootstrap bookworm (packages: $pk) -> $dir (log: $LOGS/debootstrap.log)"
+    t0=$SECONDS
+    debootstrap --variant=minbase --include="$pk" bookworm "$tmp/rootfs" "$MIRROR" >"$LOGS/debootstrap.log" 2>&1 \
+      || { tail -20 "$LOGS/debootstrap.log" >&2; umount -R "$tmp/rootfs/proc" 2>/dev/null || true; die "debootstrap failed (see $LOGS/debootstrap.log)"; }
+    # leave nothing mounted or cached in the root
+    umount -R "$tmp/rootfs/proc" 2>/dev/null || true
+    rm -rf "$tmp/rootfs/var/cache/apt/archives/"*.deb "$tmp/rootfs/var/lib/apt/lists/"*_Packages
+    touch "$tmp/done"
+    rm -rf "$dir"; mv "$tmp" "$dir"
+    say "base root built in $((SECONDS - t0))s"
+  fi
+  touch "$dir"   # in use: not removed by another clone's build for a day
+  exec {lockfd}>&-
   echo "$dir/rootfs"
 }
 
