@@ -34,7 +34,7 @@ build_base() { # -> prints the base root dir
     for old in "$BASE_STORE"/base-*/; do
       [[ "${old%/}" != "$dir" && -n "$(find "$old" -maxdepth 0 -mtime +0)" ]] && rm -rf "${old%/}"
     done
-    rm -rf "$BASE_STORE/base-$key.tmp"; tmp="$BASE_STORE/base-$key.tmp"; mkdir -p "$tmp"
+    tmp="$dir.tmp"; rm -rf "$tmp"; mkdir -p "$tmp"
     pk="$(grep -v '^#' "$E2E_DIR/base-packages.txt" | paste -sd, -)"
     say "debootstrap bookworm (packages: $pk) -> $dir (log: $LOGS/debootstrap.log)"
     t0=$SECONDS
